@@ -1,0 +1,159 @@
+"""The engine: every idempotency rule, applied to one request. Adapters only call :func:`handle`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponseBase
+
+from django_idempotency.conf import ANONYMOUS_BYPASS, ANONYMOUS_REJECT, conf
+from django_idempotency.exceptions import (
+    AuthenticationRequired,
+    IdempotencyError,
+    KeyMismatch,
+    KeyMissing,
+    RequestInProgress,
+    StorageUnavailable,
+)
+from django_idempotency.policy import Policy
+from django_idempotency.responses import capture, drf_view, replay
+from django_idempotency.scope import principal
+from django_idempotency.stores.base import (
+    IN_PROGRESS,
+    ClaimBusy,
+    ClaimRequest,
+    ClaimTaken,
+    Record,
+    StoreUnavailable,
+)
+from django_idempotency.stores.database import DatabaseStore
+
+View = Callable[[], HttpResponseBase]
+Finalize = Callable[[HttpResponseBase], HttpResponseBase]
+
+#: How often one request tries to claim a key that keeps changing hands under it.
+MAX_CLAIM_ATTEMPTS = 3
+
+NEW = "new"
+REPLAY = "replay"
+MISMATCH = "mismatch"
+BUSY = "in_progress"
+
+
+def finalizer(request: HttpRequest) -> Finalize:
+    """Return the function that makes a view's response final, so its bytes can be stored.
+
+    DRF responses are negotiated and rendered by the view after the handler returns; doing it
+    here with the view's own ``finalize_response`` gives the same bytes the client will get.
+    """
+    view = drf_view(request)
+
+    def finalize(response: HttpResponseBase) -> HttpResponseBase:
+        if view is not None:
+            # DRF accepts any HttpResponseBase here (it asserts exactly that); its stubs say Response.
+            response = view.finalize_response(request, response, *view.args, **view.kwargs)  # type: ignore[arg-type]
+        render = getattr(response, "render", None)
+        if callable(render):
+            render()
+        return response
+
+    return finalize
+
+
+def handle(request: HttpRequest, view: View, policy: Policy) -> HttpResponseBase:
+    """Return the response for ``request``: the view's own, a replay, or a problem response.
+
+    ``view`` runs the view and returns its response. It runs at most once, inside the
+    transaction that claims the key.
+    """
+    if not conf.ENABLED or (request.method or "").upper() not in policy.methods:
+        return view()
+    try:
+        return _handle(request, view, policy, finalizer(request))
+    except IdempotencyError as error:
+        return policy.error_response(request, error)
+
+
+def _handle(
+    request: HttpRequest, view: View, policy: Policy, finalize: Finalize
+) -> HttpResponseBase:
+    key = policy.key(request)
+    if key is None:
+        if policy.required:
+            raise KeyMissing
+        return view()
+    if principal(request) is None:
+        if policy.anonymous == ANONYMOUS_REJECT:
+            raise AuthenticationRequired
+        if policy.anonymous == ANONYMOUS_BYPASS:
+            return view()
+    claim = ClaimRequest(
+        scope=policy.scope(request),
+        key=key,
+        method=(request.method or "").upper(),
+        path=request.get_full_path(),
+        fingerprint=policy.fingerprint(request) if policy.fingerprint is not None else "",
+        now=policy.clock(),
+    )
+    store = DatabaseStore()
+    try:
+        return _run_atomic(store, claim, view, policy, finalize)
+    except StoreUnavailable as exc:
+        raise StorageUnavailable(retry_after=policy.retry_after) from exc
+
+
+def decide(record: Record | None, claim: ClaimRequest) -> str:
+    """Return what to do with ``claim`` given the key's current record (DESIGN's decisions table).
+
+    A fingerprint mismatch wins over "in progress": a client reusing a key for another payload
+    learns so at once.
+    """
+    if record is None or record.is_expired(claim.now):
+        return NEW
+    if record.fingerprint != claim.fingerprint:
+        return MISMATCH
+    if record.status == IN_PROGRESS or record.response is None:
+        return BUSY
+    return REPLAY
+
+
+def _run_atomic(
+    store: DatabaseStore, claim: ClaimRequest, view: View, policy: Policy, finalize: Finalize
+) -> HttpResponseBase:
+    record = store.lookup(claim.scope, claim.key)
+    for _attempt in range(MAX_CLAIM_ATTEMPTS):
+        decision = decide(record, claim)
+        if decision == REPLAY and record is not None and record.response is not None:
+            return replay(record.response, policy)
+        if decision == MISMATCH:
+            raise KeyMismatch(status=policy.mismatch_status)
+        if decision == BUSY:
+            break
+        try:
+            return _execute(store, claim, record, view, policy, finalize)
+        except ClaimTaken:
+            record = store.lookup(claim.scope, claim.key)
+        except ClaimBusy as busy:
+            if not busy.retryable:
+                break
+            record = store.lookup(claim.scope, claim.key)
+    raise RequestInProgress(status=policy.in_progress_status, retry_after=policy.retry_after)
+
+
+def _execute(
+    store: DatabaseStore,
+    claim: ClaimRequest,
+    record: Record | None,
+    view: View,
+    policy: Policy,
+    finalize: Finalize,
+) -> HttpResponseBase:
+    with store.atomic_claim(claim, replace=record, lock_timeout=policy.lock_timeout) as held:
+        response = finalize(view())
+        stored = None if held.rolled_back else capture(response, policy)
+        if stored is None:
+            held.release()
+        else:
+            now = policy.clock()
+            held.complete(stored, now=now, expires_at=now + policy.ttl)
+    return response

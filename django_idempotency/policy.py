@@ -1,0 +1,215 @@
+"""The per-view policy: decorator keywords or mixin attributes, each falling back to a setting."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponseBase
+
+from django_idempotency.conf import (
+    ANONYMOUS_CHOICES,
+    MODES,
+    REPLAY_CHOICES,
+    as_timedelta,
+    conf,
+    resolve_callable,
+)
+from django_idempotency.exceptions import IdempotencyError
+from django_idempotency.keys import parse_key
+
+ErrorResponseFactory = Callable[[HttpRequest, IdempotencyError], HttpResponseBase]
+
+#: Every option ``@idempotent(...)`` takes and ``IdempotentMixin`` reads as ``idempotency_<name>``.
+OPTIONS = (
+    "methods",
+    "required",
+    "ttl",
+    "store_statuses",
+    "lock_timeout",
+    "retry_after",
+    "mismatch_status",
+    "in_progress_status",
+    "replay",
+    "max_body_size",
+    "anonymous",
+    "mode",
+    "scope",
+    "fingerprint",
+    "fingerprint_include",
+    "fingerprint_exclude",
+    "key_validator",
+    "redact",
+    "error_response",
+)
+
+
+class Options(TypedDict, total=False):
+    """The keyword options of ``@idempotent``; each defaults to the ``IDEMPOTENCY_*`` setting."""
+
+    methods: Collection[str]
+    required: bool
+    ttl: timedelta | int | float
+    store_statuses: Collection[int]
+    lock_timeout: float | None
+    retry_after: int
+    mismatch_status: int
+    in_progress_status: int
+    replay: str
+    max_body_size: int
+    anonymous: str
+    mode: str
+    scope: Callable[[HttpRequest], str] | str
+    fingerprint: Callable[..., str] | str | bool | None
+    fingerprint_include: Collection[str] | None
+    fingerprint_exclude: Collection[str]
+    key_validator: Callable[[str], object] | str | None
+    redact: Callable[..., Any] | str | None
+    error_response: ErrorResponseFactory | str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the engine needs to know about one view, resolved against the settings."""
+
+    methods: frozenset[str]
+    required: bool
+    ttl: timedelta
+    store_statuses: frozenset[int]
+    lock_timeout: float | None
+    retry_after: int
+    mismatch_status: int
+    in_progress_status: int
+    replay: str
+    max_body_size: int
+    anonymous: str
+    mode: str
+    scope: Callable[[HttpRequest], str]
+    key: Callable[[HttpRequest], str | None]
+    fingerprint: Callable[[HttpRequest], str] | None
+    redact: Callable[..., Any] | None
+    error_response: ErrorResponseFactory
+    replay_headers: frozenset[str]
+    replayed_header: str
+    clock: Callable[[], datetime]
+
+    @classmethod
+    def build(cls, **options: Any) -> Policy:
+        """Return the policy for these options; an option left out or ``None`` takes its setting."""
+        check_options(options)
+
+        def pick(name: str, default: Any) -> Any:
+            value = options.get(name)
+            return default if value is None else value
+
+        fingerprint = pick("fingerprint", conf.FINGERPRINT)
+        fingerprint = resolve_callable(fingerprint or None, "fingerprint")
+        include = pick("fingerprint_include", conf.FINGERPRINT_INCLUDE)
+        exclude = pick("fingerprint_exclude", conf.FINGERPRINT_EXCLUDE)
+        if fingerprint is not None and (include is not None or exclude):
+            fingerprint = functools.partial(
+                fingerprint,
+                include=None if include is None else frozenset(include),
+                exclude=frozenset(exclude),
+            )
+        validator = resolve_callable(pick("key_validator", conf.KEY_VALIDATOR), "key_validator")
+        header, min_length, max_length = conf.HEADER, conf.KEY_MIN_LENGTH, conf.KEY_MAX_LENGTH
+
+        def key(request: HttpRequest) -> str | None:
+            return parse_key(
+                request.headers.get(header),
+                min_length=min_length,
+                max_length=max_length,
+                validator=validator,
+            )
+
+        lock_timeout = pick("lock_timeout", conf.LOCK_TIMEOUT)
+        policy = cls(
+            methods=frozenset(m.upper() for m in pick("methods", conf.METHODS)),
+            required=bool(pick("required", conf.REQUIRED)),
+            ttl=as_timedelta(pick("ttl", conf.TTL), "ttl"),
+            store_statuses=frozenset(pick("store_statuses", conf.STORE_STATUSES)),
+            lock_timeout=None if lock_timeout is None else float(lock_timeout),
+            retry_after=int(pick("retry_after", conf.RETRY_AFTER)),
+            mismatch_status=int(pick("mismatch_status", conf.MISMATCH_STATUS)),
+            in_progress_status=int(pick("in_progress_status", conf.IN_PROGRESS_STATUS)),
+            replay=pick("replay", conf.REPLAY),
+            max_body_size=int(pick("max_body_size", conf.MAX_BODY_SIZE)),
+            anonymous=pick("anonymous", conf.ANONYMOUS),
+            mode=pick("mode", conf.MODE),
+            scope=resolve_callable(pick("scope", conf.SCOPE), "scope"),
+            key=key,
+            fingerprint=fingerprint,
+            redact=resolve_callable(pick("redact", conf.REDACT), "redact"),
+            error_response=resolve_callable(
+                pick("error_response", conf.ERROR_RESPONSE), "error_response"
+            ),
+            replay_headers=frozenset(h.lower() for h in conf.REPLAY_HEADERS),
+            replayed_header=conf.REPLAYED_HEADER,
+            clock=conf.CLOCK,
+        )
+        policy.validate()
+        return policy
+
+    def validate(self) -> None:
+        """Raise ``ImproperlyConfigured`` naming the first option whose value cannot work."""
+        _require(self.mode in MODES, "mode", self.mode, f"one of {MODES}")
+        _require(self.replay in REPLAY_CHOICES, "replay", self.replay, f"one of {REPLAY_CHOICES}")
+        _require(
+            self.anonymous in ANONYMOUS_CHOICES,
+            "anonymous",
+            self.anonymous,
+            f"one of {ANONYMOUS_CHOICES}",
+        )
+        _require(self.ttl > timedelta(0), "ttl", self.ttl, "a positive duration")
+        _require(
+            self.lock_timeout is None or self.lock_timeout >= 0,
+            "lock_timeout",
+            self.lock_timeout,
+            "a number of seconds >= 0, or None to wait as long as the database does",
+        )
+        for name in ("mismatch_status", "in_progress_status"):
+            status = getattr(self, name)
+            _require(400 <= status <= 499, name, status, "a 4xx status code")
+        _require(
+            self.max_body_size >= 0, "max_body_size", self.max_body_size, "a size in bytes >= 0"
+        )
+
+    def with_hooks(
+        self,
+        *,
+        key: Callable[[HttpRequest], str | None] | None = None,
+        scope: Callable[[HttpRequest], str] | None = None,
+        fingerprint: Callable[[HttpRequest], str] | None = None,
+    ) -> Policy:
+        """Return a copy whose key, scope and fingerprint functions are replaced where given."""
+        changes: dict[str, Any] = {}
+        if key is not None:
+            changes["key"] = key
+        if scope is not None:
+            changes["scope"] = scope
+        if fingerprint is not None and self.fingerprint is not None:
+            changes["fingerprint"] = fingerprint
+        return replace(self, **changes)
+
+
+def check_options(options: Collection[str]) -> None:
+    """Raise ``TypeError`` for an option name the app does not know."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"Unknown idempotency option(s) {', '.join(map(repr, unknown))}; "
+            f"valid options are: {', '.join(OPTIONS)}."
+        )
+
+
+def _require(ok: bool, name: str, value: Any, expected: str) -> None:
+    if not ok:
+        setting = f"IDEMPOTENCY_{name.upper()}"
+        raise ImproperlyConfigured(
+            f"The idempotency option {name!r} (or setting {setting}) is {value!r}; it must be {expected}."
+        )

@@ -1,0 +1,60 @@
+"""Name the scope a key lives in: the authenticated principal plus the method and route."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from django.http import HttpRequest
+from rest_framework.settings import api_settings
+
+ANONYMOUS_PRINCIPAL = "anonymous"
+MAX_SCOPE_LENGTH = 255
+
+
+def principal(request: HttpRequest) -> str | None:
+    """Return ``"user:<pk>"`` for an authenticated user, ``None`` for an anonymous request."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    return f"user:{user.pk}"
+
+
+def route(request: HttpRequest) -> str:
+    """Return the URL pattern that matched the request, or its path when none did.
+
+    DRF's format-suffix twin of a pattern (``charges.json``) names the same operation, so the
+    suffix and trailing slashes are dropped.
+    """
+    match = request.resolver_match
+    if match is None or not match.route:
+        return request.path_info.rstrip("/")
+    kwarg = re.escape(api_settings.FORMAT_SUFFIX_KWARG)
+    suffix = rf"(\\\.\(\?P<{kwarg}>[^)]*\)/\?\$|<[^<>]*:{kwarg}>)$"
+    return re.sub(suffix, "", match.route).rstrip("$").rstrip("/")
+
+
+def path_without_format(request: HttpRequest) -> str:
+    """Return the request's path without a DRF format suffix (``.json``) or trailing slash."""
+    path = request.path
+    match = request.resolver_match
+    suffix = match.kwargs.get(api_settings.FORMAT_SUFFIX_KWARG) if match is not None else None
+    if suffix:
+        path = re.sub(rf"\.{re.escape(suffix)}/?$", "", path)
+    return path.rstrip("/")
+
+
+def default_scope(request: HttpRequest) -> str:
+    """Return ``"<principal> <METHOD> <route>"``; anonymous requests share the ``anonymous`` principal."""
+    return compose_scope(
+        principal(request) or ANONYMOUS_PRINCIPAL, request.method or "", route(request)
+    )
+
+
+def compose_scope(*parts: str) -> str:
+    """Return the parts joined by spaces, hashed when the result exceeds the column's 255 characters."""
+    scope = " ".join(parts)
+    if len(scope) <= MAX_SCOPE_LENGTH:
+        return scope
+    digest = hashlib.sha256(scope.encode()).hexdigest()
+    return f"{scope[: MAX_SCOPE_LENGTH - 72]}~sha256:{digest}"

@@ -1,0 +1,1 @@
+"""Where key records live: the database store (and, later, the cache store)."""

@@ -1,0 +1,153 @@
+"""The database store: key records in ``IdempotencyKey``, claimed inside the view's transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from django.db import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    router,
+    transaction,
+)
+
+from django_idempotency.models import IdempotencyKey
+from django_idempotency.stores.base import (
+    COMPLETED,
+    IN_PROGRESS,
+    ClaimBusy,
+    ClaimRequest,
+    ClaimTaken,
+    Record,
+    StoredResponse,
+    StoreUnavailable,
+)
+from django_idempotency.stores.locking import bounded_lock_wait, is_deadlock, is_lock_conflict
+
+UNREACHABLE = (OperationalError, InterfaceError)
+
+
+class AtomicClaim:
+    """A claim held inside an open transaction: it commits with the view's writes or not at all."""
+
+    def __init__(self, using: str, pk: object) -> None:
+        self.using = using
+        self.pk = pk
+
+    @property
+    def rolled_back(self) -> bool:
+        """Return whether something (the view, DRF's exception handler) marked the transaction for rollback."""
+        return transaction.get_rollback(using=self.using)
+
+    def complete(self, response: StoredResponse, *, now: datetime, expires_at: datetime) -> None:
+        """Save the response on the claimed record, in the same transaction."""
+        IdempotencyKey.objects.using(self.using).filter(pk=self.pk).update(
+            status=COMPLETED,
+            response_status=response.status,
+            response_headers=[list(pair) for pair in response.headers],
+            response_body=response.body,
+            completed_at=now,
+            expires_at=expires_at,
+        )
+
+    def release(self) -> None:
+        """Roll back the claim together with everything the view wrote."""
+        transaction.set_rollback(True, using=self.using)
+
+
+class DatabaseStore:
+    """Key records in the database that ``IdempotencyKey`` is routed to for writes."""
+
+    def __init__(self, using: str | None = None) -> None:
+        self.using = using or router.db_for_write(IdempotencyKey)
+
+    def lookup(self, scope: str, key: str) -> Record | None:
+        """Return the committed record for ``(scope, key)``, or ``None``; one indexed read, no lock."""
+        try:
+            row = IdempotencyKey.objects.using(self.using).get(scope=scope, key=key)
+        except IdempotencyKey.DoesNotExist:
+            return None
+        except UNREACHABLE as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return to_record(row)
+
+    @contextmanager
+    def atomic_claim(
+        self, claim: ClaimRequest, *, replace: Record | None, lock_timeout: float | None
+    ) -> Iterator[AtomicClaim]:
+        """Open a transaction, claim the key in it, and yield the claim for the view to run under.
+
+        A new key is claimed by inserting its row: a concurrent duplicate's insert waits on the
+        unique index until this transaction ends. An expired record is locked with
+        ``select_for_update()`` and taken over. Raise ``ClaimTaken`` when another request holds or
+        completed the key, ``ClaimBusy`` when its lock did not come within ``lock_timeout``.
+        """
+        connection = connections[self.using]
+        outermost = not connection.in_atomic_block
+        with transaction.atomic(using=self.using):
+            try:
+                with bounded_lock_wait(connection, lock_timeout):
+                    pk = self._claim(claim, replace)
+            except IntegrityError as exc:
+                raise ClaimTaken from exc
+            except UNREACHABLE as exc:
+                if is_lock_conflict(connection, exc):
+                    raise ClaimBusy(retryable=outermost and is_deadlock(connection, exc)) from exc
+                raise StoreUnavailable(str(exc)) from exc
+            yield AtomicClaim(self.using, pk)
+
+    def _claim(self, claim: ClaimRequest, replace: Record | None) -> object:
+        rows = IdempotencyKey.objects.using(self.using)
+        fields = {
+            "method": claim.method,
+            "path": claim.path,
+            "fingerprint": claim.fingerprint,
+            "status": IN_PROGRESS,
+            "created_at": claim.now,
+        }
+        if replace is None:
+            return rows.create(scope=claim.scope, key=claim.key, **fields).pk
+        row = rows.select_for_update().filter(pk=replace.pk).first()
+        if row is None or not to_record(row).is_expired(claim.now):
+            raise ClaimTaken
+        cleared: dict[str, object] = {
+            "response_status": None,
+            "response_headers": [],
+            "response_body": None,
+            "completed_at": None,
+            "expires_at": None,
+            "lease_expires_at": None,
+        }
+        for name, value in {**fields, **cleared}.items():
+            setattr(row, name, value)
+        row.save(update_fields=[*fields, *cleared])
+        return row.pk
+
+
+def to_record(row: IdempotencyKey) -> Record:
+    """Return the store-neutral snapshot of a key row.
+
+    A completed row whose stored headers cannot be read keeps no replayable body: its duplicates
+    are told the request was already processed rather than having it run again.
+    """
+    response = None
+    if row.status == COMPLETED and row.response_status is not None:
+        body = None if row.response_body is None else bytes(row.response_body)
+        try:
+            headers = tuple((str(name), str(value)) for name, value in row.response_headers)
+        except (TypeError, ValueError):
+            headers, body = (), None
+        response = StoredResponse(row.response_status, headers, body)
+    return Record(
+        pk=row.pk,
+        fingerprint=row.fingerprint,
+        status=row.status,
+        response=response,
+        expires_at=row.expires_at,
+        lease_expires_at=row.lease_expires_at,
+        fencing_token=row.fencing_token,
+    )

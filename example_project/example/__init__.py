@@ -1,0 +1,3 @@
+"""The example project's settings, URLs and WSGI entry point."""
+
+from __future__ import annotations

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+
+class KeysOnOtherDatabase:
+    """Route the key records to the ``other`` alias; everything else stays on ``default``."""
+
+    def db_for_read(self, model, **hints):
+        return "other" if model._meta.app_label == "django_idempotency" else None
+
+    db_for_write = db_for_read
+
+    def allow_migrate(self, db, app_label, **hints):
+        return None

@@ -1,0 +1,72 @@
+"""Settings for the test suite; ``DATABASE_URL`` picks SQLite (default), PostgreSQL or MariaDB."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import dj_database_url
+
+try:
+    import MySQLdb  # noqa: F401
+except ImportError:
+    # PyMySQL is pure Python, so the MariaDB suite needs no compiler or client headers.
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+
+SECRET_KEY = "django-idempotency-tests"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.testapp.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+DATABASE_URL = os.environ.get("DATABASE_URL") or "sqlite://:memory:"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+_vendor = DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+if _vendor == "sqlite3":
+    # A file, not shared-cache memory: threads then meet SQLite's real database lock.
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(Path(tempfile.gettempdir()) / f"django_idempotency_test_{os.getpid()}.sqlite3")
+    }
+    DATABASES["default"]["OPTIONS"] = {"timeout": 2}
+elif _vendor == "mysql":
+    DATABASES["default"]["OPTIONS"] = {"charset": "utf8mb4"}
+    DATABASES["default"]["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+
+# A second alias, for routing the key records away from the default database.
+DATABASES["other"] = {**DATABASES["default"], "TEST": dict(DATABASES["default"].get("TEST", {}))}
+if _vendor == "sqlite3":
+    DATABASES["other"]["TEST"]["NAME"] = DATABASES["default"]["TEST"]["NAME"].replace(
+        ".sqlite3", "_other.sqlite3"
+    )
+else:
+    DATABASES["other"]["TEST"]["NAME"] = f"test_{DATABASES['default']['NAME']}_other"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "rest_framework",
+    "django_idempotency",
+    "tests.testapp",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

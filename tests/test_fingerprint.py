@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import RequestFactory
+
+from django_idempotency.fingerprint import canonical_query, default_fingerprint
+
+factory = RequestFactory()
+
+
+def fp(body, *, path="/p/", content_type="application/json", method="post", **kwargs):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    request = getattr(factory, method)(path, data=data, content_type=content_type)
+    return default_fingerprint(request, **kwargs)
+
+
+def test_json_key_order_and_whitespace_do_not_matter():
+    assert fp('{"a": 1, "b": [1, 2]}') == fp('{"b":[1,2],"a":1}')
+
+
+def test_json_values_matter():
+    assert fp({"a": 1}) != fp({"a": 2})
+
+
+def test_method_path_and_query_matter():
+    assert fp({"a": 1}, path="/p/?x=1") != fp({"a": 1}, path="/p/?x=2")
+    assert fp({"a": 1}, path="/p/") != fp({"a": 1}, path="/q/")
+    assert fp({"a": 1}, method="post") != fp({"a": 1}, method="patch")
+
+
+def test_query_parameter_order_does_not_matter():
+    assert fp({}, path="/p/?a=1&b=2") == fp({}, path="/p/?b=2&a=1")
+    assert canonical_query("b=2&a=1&a=0") == "a=0&a=1&b=2"
+
+
+def test_content_type_parameters_are_ignored():
+    assert fp({"a": 1}) == fp({"a": 1}, content_type="application/json; charset=utf-8")
+
+
+def test_form_bodies_are_sorted():
+    form = "application/x-www-form-urlencoded"
+    assert fp("a=1&b=2", content_type=form) == fp("b=2&a=1", content_type=form)
+    assert fp("a=1&b=2", content_type=form) != fp("a=1&b=3", content_type=form)
+
+
+def test_raw_and_invalid_json_bodies_hash_their_bytes():
+    assert fp(b"\x00\x01", content_type="application/octet-stream") != fp(
+        b"\x00\x02", content_type="application/octet-stream"
+    )
+    assert fp("{not json") == fp("{not json")
+    assert fp("{not json") != fp("{not json!")
+
+
+def test_multipart_uses_file_digests():
+    def multipart(content, note="n"):
+        upload = SimpleUploadedFile("receipt.txt", content)
+        request = factory.post("/p/", data={"note": note, "file": upload})
+        result = default_fingerprint(request)
+        assert request.FILES["file"].read() == content, (
+            "the view must still be able to read the upload"
+        )
+        return result
+
+    assert multipart(b"one") == multipart(b"one")
+    assert multipart(b"one") != multipart(b"two")
+    assert multipart(b"one") != multipart(b"one", note="m")
+
+
+def test_exclude_drops_volatile_fields_including_nested_ones():
+    a = {"amount": 5, "client_timestamp": 1, "meta": {"trace": "x", "kind": "k"}}
+    b = {"amount": 5, "client_timestamp": 2, "meta": {"trace": "y", "kind": "k"}}
+    assert fp(a) != fp(b)
+    assert fp(a, exclude={"client_timestamp", "meta.trace"}) == fp(
+        b, exclude={"client_timestamp", "meta.trace"}
+    )
+    c = {**b, "amount": 6}
+    assert fp(a, exclude={"client_timestamp", "meta.trace"}) != fp(
+        c, exclude={"client_timestamp", "meta.trace"}
+    )
+
+
+def test_include_keeps_only_named_fields():
+    assert fp({"amount": 5, "note": "a"}, include={"amount"}) == fp(
+        {"amount": 5, "note": "b"}, include={"amount"}
+    )
+    assert fp({"amount": 5}, include={"amount"}) != fp({"amount": 6}, include={"amount"})

@@ -1,0 +1,91 @@
+"""``IdempotentMixin`` on a ViewSet: class options, hooks, and actions."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import path
+from rest_framework import viewsets
+from rest_framework.response import Response
+from rest_framework.test import APIClient
+
+from django_idempotency import IdempotentMixin
+from django_idempotency.models import IdempotencyKey
+from tests.helpers import assert_problem, post
+from tests.testapp import views
+from tests.testapp.models import Charge
+
+pytestmark = pytest.mark.django_db
+
+
+def test_viewset_create_runs_once_and_replays(client):
+    first = post(client, "/viewset/charges/", {"amount": 5}, key="k")
+    again = post(client, "/viewset/charges/", {"amount": 5}, key="k")
+    assert first.status_code == 201
+    assert again.content == first.content
+    assert again["Idempotent-Replayed"] == "true"
+    assert views.executions["viewset_create"] == 1
+    assert Charge.objects.count() == 1
+
+
+def test_class_attribute_makes_the_key_required(client):
+    assert_problem(post(client, "/viewset/charges/", {"amount": 5}), 400, "key-missing")
+    assert Charge.objects.count() == 0
+
+
+def test_actions_are_covered_too(client):
+    charge = Charge.objects.create(amount=5)
+    url = f"/viewset/charges/{charge.pk}/refund/"
+    post(client, url, {}, key="r")
+    again = post(client, url, {}, key="r")
+    assert again["Idempotent-Replayed"] == "true"
+    assert views.executions["viewset_refund"] == 1
+
+
+def test_patch_is_covered_and_safe_methods_are_not(client):
+    charge = Charge.objects.create(amount=5)
+    url = f"/viewset/charges/{charge.pk}/"
+    assert client.get(url).status_code == 200
+    post(client, url, {"amount": 6}, key="p", method="patch")
+    assert (
+        post(client, url, {"amount": 6}, key="p", method="patch")["Idempotent-Replayed"] == "true"
+    )
+    assert IdempotencyKey.objects.filter(method="PATCH").count() == 1
+
+
+class HookedViewSet(IdempotentMixin, viewsets.ViewSet):
+    idempotency_ttl = 60
+    idempotency_mismatch_status = 409
+
+    def get_idempotency_key(self, request):
+        return request.headers.get("X-Request-Id")
+
+    def get_idempotency_scope(self, request):
+        return f"tenant:{request.headers.get('X-Tenant', 'none')}"
+
+    def get_idempotency_fingerprint(self, request):
+        return str(request.data.get("amount"))
+
+    def create(self, request):
+        views.executed("hooked")
+        return Response({"amount": request.data.get("amount")}, status=201)
+
+
+urlpatterns = [path("hooked/", HookedViewSet.as_view({"post": "create"}))]
+
+
+@pytest.mark.urls(__name__)
+def test_hooks_replace_key_scope_and_fingerprint():
+    client = APIClient()
+    headers = {"HTTP_X_REQUEST_ID": "r1", "HTTP_X_TENANT": "acme"}
+    post(client, "/hooked/", {"amount": 5, "note": "a"}, **headers)
+    again = post(client, "/hooked/", {"amount": 5, "note": "b"}, **headers)
+    assert again["Idempotent-Replayed"] == "true", "the custom fingerprint ignores 'note'"
+    assert_problem(post(client, "/hooked/", {"amount": 6}, **headers), 409, "key-mismatch")
+    post(client, "/hooked/", {"amount": 5}, HTTP_X_REQUEST_ID="r1", HTTP_X_TENANT="other")
+    assert views.executions["hooked"] == 2
+    assert set(IdempotencyKey.objects.values_list("scope", flat=True)) == {
+        "tenant:acme",
+        "tenant:other",
+    }
+    record = IdempotencyKey.objects.get(scope="tenant:acme")
+    assert (record.expires_at - record.completed_at).total_seconds() == 60

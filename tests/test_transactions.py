@@ -1,0 +1,128 @@
+"""The record commits exactly when the view's writes commit: ATOMIC_REQUESTS, rollbacks, routers."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, connections
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from django_idempotency.models import IdempotencyKey
+from tests.factories import IdempotencyKeyFactory
+from tests.helpers import post
+from tests.testapp import views
+from tests.testapp.models import Charge
+
+URL = "/api/charges/"
+
+
+@pytest.fixture(params=[False, True], ids=["ATOMIC_REQUESTS off", "ATOMIC_REQUESTS on"])
+def atomic_requests(request):
+    settings_dict = connections.settings["default"]
+    previous = settings_dict["ATOMIC_REQUESTS"]
+    settings_dict["ATOMIC_REQUESTS"] = connection.settings_dict["ATOMIC_REQUESTS"] = request.param
+    yield request.param
+    settings_dict["ATOMIC_REQUESTS"] = connection.settings_dict["ATOMIC_REQUESTS"] = previous
+
+
+@pytest.mark.django_db(transaction=True)
+class TestCommitsWithTheView:
+    def test_success_commits_record_and_writes(self, client, atomic_requests):
+        post(client, URL, {"amount": 5}, key="k")
+        assert post(client, URL, {"amount": 5}, key="k")["Idempotent-Replayed"] == "true"
+        assert Charge.objects.count() == 1
+        assert IdempotencyKey.objects.get().status == "completed"
+
+    def test_an_exception_leaves_neither(self, client, atomic_requests):
+        client.raise_request_exception = False
+        assert post(client, URL, {"amount": 5, "fail": "raise"}, key="k").status_code == 500
+        assert (Charge.objects.count(), IdempotencyKey.objects.count()) == (0, 0)
+        assert post(client, URL, {"amount": 5}, key="k").status_code == 201
+        assert Charge.objects.count() == 1
+
+    def test_an_unstored_status_leaves_neither(self, client, atomic_requests):
+        assert post(client, URL, {"amount": 5, "fail": "500"}, key="k").status_code == 500
+        assert (Charge.objects.count(), IdempotencyKey.objects.count()) == (0, 0)
+
+    def test_drf_exception_handler_rollback_leaves_nothing(self, client, atomic_requests):
+        assert post(client, "/api/serializer/", {"amount": 0}, key="k").status_code == 400
+        assert IdempotencyKey.objects.count() == 0
+        assert post(client, "/api/serializer/", {"amount": 2}, key="k").status_code == 201
+        assert IdempotencyKey.objects.count() == 1
+
+    def test_a_response_from_a_transaction_marked_for_rollback_is_not_stored(
+        self, client, atomic_requests
+    ):
+        response = post(client, URL, {"amount": 5, "rollback": True}, key="k")
+        assert response.status_code == 201
+        assert (Charge.objects.count(), IdempotencyKey.objects.count()) == (0, 0)
+        post(client, URL, {"amount": 5}, key="k")
+        assert views.executions["api_charge"] == 2
+        assert Charge.objects.count() == 1
+
+    def test_plain_views_opting_out_of_atomic_requests(self, client, atomic_requests):
+        url = "/plain/charges/"
+        client.post(url, {"amount": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+        again = client.post(url, {"amount": 5}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+        assert again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_query_budget(client):
+    with CaptureQueriesContext(connection) as first:
+        post(client, URL, {"amount": 5}, key="k")
+    with CaptureQueriesContext(connection) as replay:
+        post(client, URL, {"amount": 5}, key="k")
+    bound = ["SET LOCK TIMEOUT"] if connection.vendor in ("postgresql", "mysql") else []
+    restore = ["RESTORE LOCK TIMEOUT"] if bound else []
+    expected = ["SELECT", "BEGIN", *bound, "INSERT", *restore, "UPDATE", "COMMIT"]
+    assert kinds(first.captured_queries) == expected
+    assert kinds(replay.captured_queries) == ["SELECT"], "a replay is one indexed lookup"
+    assert "WHERE" in replay.captured_queries[0]["sql"]
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(IDEMPOTENCY_LOCK_TIMEOUT=None)
+def test_no_lock_bound_means_no_extra_statements(client):
+    with CaptureQueriesContext(connection) as first:
+        post(client, URL, {"amount": 5}, key="k")
+    assert kinds(first.captured_queries) == ["SELECT", "BEGIN", "INSERT", "UPDATE", "COMMIT"]
+
+
+def kinds(queries):
+    """Return what each statement the app issued does; the view's own INSERT is left out."""
+    result = []
+    for query in queries:
+        sql = query["sql"]
+        if "testapp_charge" in sql:
+            continue
+        if (
+            "set_config('lock_timeout', %s" in sql
+            or "lock_timeout'), set_config" in sql
+            or "= @@SESSION" in sql
+        ):
+            result.append("SET LOCK TIMEOUT")
+        elif "set_config('lock_timeout'" in sql or "= @django_idempotency_lock_wait" in sql:
+            result.append("RESTORE LOCK TIMEOUT")
+        else:
+            result.append(sql.split()[0].upper())
+    return result
+
+
+@pytest.mark.django_db
+def test_an_expired_record_is_taken_over_under_select_for_update(client):
+    IdempotencyKeyFactory(expired=True, scope="anonymous POST api/charges", key="k")
+    with CaptureQueriesContext(connection) as captured:
+        assert post(client, URL, {"amount": 5}, key="k").status_code == 201
+    if connection.features.has_select_for_update:
+        assert any("FOR UPDATE" in q["sql"] for q in captured.captured_queries)
+    assert IdempotencyKey.objects.get().status == "completed"
+
+
+@pytest.mark.django_db(databases=["default", "other"], transaction=True)
+@override_settings(DATABASE_ROUTERS=["tests.routers.KeysOnOtherDatabase"])
+def test_records_follow_the_routers_write_alias(client):
+    post(client, URL, {"amount": 5}, key="k")
+    assert post(client, URL, {"amount": 5}, key="k")["Idempotent-Replayed"] == "true"
+    assert IdempotencyKey.objects.using("other").count() == 1
+    assert IdempotencyKey.objects.using("default").count() == 0
