@@ -31,6 +31,8 @@ from django_idempotency.stores.database import DatabaseStore
 View = Callable[[], HttpResponseBase]
 Finalize = Callable[[HttpResponseBase], HttpResponseBase]
 
+HANDLED = "_idempotency_handled"
+
 #: How often one request tries to claim a key that keeps changing hands under it.
 MAX_CLAIM_ATTEMPTS = 3
 
@@ -66,8 +68,14 @@ def handle(request: HttpRequest, view: View, policy: Policy) -> HttpResponseBase
     ``view`` runs the view and returns its response. It runs at most once, inside the
     transaction that claims the key.
     """
-    if not conf.ENABLED or (request.method or "").upper() not in policy.methods:
+    if (
+        not conf.ENABLED
+        or (request.method or "").upper() not in policy.methods
+        or getattr(request, HANDLED, False)
+    ):
         return view()
+    # A view wrapped twice (mixin and decorator) must not meet its own uncommitted claim.
+    setattr(request, HANDLED, True)
     try:
         return _handle(request, view, policy, finalizer(request))
     except IdempotencyError as error:

@@ -62,10 +62,10 @@ def canonical_body(
         return _json_bytes(_select(_parsed_data(request), include, exclude))
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
-            data = json.loads(body)
-        except ValueError:
+            return _json_bytes(_select(json.loads(body), include, exclude))
+        except (ValueError, RecursionError):
+            # Not JSON (or nested too deep to canonicalize): the bytes are the payload.
             return b"raw:" + body
-        return _json_bytes(_select(data, include, exclude))
     if content_type == "application/x-www-form-urlencoded":
         pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True)
         return _form_bytes(_select_pairs(pairs, include, exclude))

@@ -11,3 +11,12 @@ class KeysOnOtherDatabase:
 
     def allow_migrate(self, db, app_label, **hints):
         return None
+
+
+class KeysOnUnreachableDatabase(KeysOnOtherDatabase):
+    """Route the key records to the ``unreachable`` alias, a database that cannot be opened."""
+
+    def db_for_read(self, model, **hints):
+        return "unreachable" if model._meta.app_label == "django_idempotency" else None
+
+    db_for_write = db_for_read

@@ -463,3 +463,35 @@ def test_the_app_can_be_switched_off(client):
     post(client, URL, {"amount": 5}, key="k")
     assert views.executions["api_charge"] == 2
     assert IdempotencyKey.objects.count() == 0
+
+
+def test_deeply_nested_json_is_fingerprinted_not_a_500(client):
+    # The refund action never parses its body, so only the app's fingerprinting meets this input.
+    charge = Charge.objects.create(amount=5)
+    url = f"/viewset/charges/{charge.pk}/refund/"
+    body = "[" * 100_000 + "]" * 100_000
+    first = client.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep")
+    again = client.post(url, body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep")
+    assert first.status_code == 200
+    assert again["Idempotent-Replayed"] == "true"
+
+
+def test_engine_applied_twice_runs_once(client):
+    from rest_framework.decorators import api_view
+
+    from django_idempotency import idempotent
+
+    @api_view(["POST"])
+    @idempotent
+    @idempotent
+    def twice(request):
+        views.executed("twice")
+        return views.Response({"ok": True}, status=201)
+
+    from rest_framework.test import APIRequestFactory
+
+    request = APIRequestFactory().post("/twice/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert twice(request).status_code == 201
+    request = APIRequestFactory().post("/twice/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    assert twice(request)["Idempotent-Replayed"] == "true"
+    assert views.executions["twice"] == 1

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_idempotency.models import IdempotencyKey
 from tests.factories import IdempotencyKeyFactory
-from tests.helpers import post
+from tests.helpers import assert_problem, post
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -126,3 +126,32 @@ def test_records_follow_the_routers_write_alias(client):
     assert post(client, URL, {"amount": 5}, key="k")["Idempotent-Replayed"] == "true"
     assert IdempotencyKey.objects.using("other").count() == 1
     assert IdempotencyKey.objects.using("default").count() == 0
+
+
+@pytest.fixture
+def unreachable_database(django_db_blocker, tmp_path):
+    """Add an alias whose database cannot be opened: a real connection failure, not a mock.
+
+    The test touches no other database (an anonymous request fails before its view runs), so it
+    runs outside pytest-django's test transaction, with only this alias unblocked in effect.
+    """
+    connections.settings["unreachable"] = {
+        **connections.settings["default"],
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(tmp_path / "missing-directory" / "keys.sqlite3"),
+        "OPTIONS": {},
+    }
+    with django_db_blocker.unblock():
+        yield
+    connections["unreachable"].close()
+    del connections["unreachable"]
+    del connections.settings["unreachable"]
+
+
+@override_settings(DATABASE_ROUTERS=["tests.routers.KeysOnUnreachableDatabase"])
+def test_an_unreachable_store_fails_closed(client, unreachable_database):
+    response = post(client, URL, {"amount": 5}, key="k")
+    body = assert_problem(response, 503, "storage-unavailable")
+    assert body["code"] == "idempotency_storage_unavailable"
+    assert response["Retry-After"] == "1"
+    assert views.executions["api_charge"] == 0
