@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
@@ -10,6 +11,7 @@ from django_idempotency.conf import ANONYMOUS_BYPASS, ANONYMOUS_REJECT, conf
 from django_idempotency.exceptions import (
     AuthenticationRequired,
     IdempotencyError,
+    KeyInvalid,
     KeyMismatch,
     KeyMissing,
     RequestInProgress,
@@ -17,7 +19,7 @@ from django_idempotency.exceptions import (
 )
 from django_idempotency.policy import Policy
 from django_idempotency.responses import capture, drf_view, replay
-from django_idempotency.scope import principal
+from django_idempotency.scope import compose_scope, principal
 from django_idempotency.stores.base import (
     IN_PROGRESS,
     ClaimBusy,
@@ -32,6 +34,8 @@ View = Callable[[], HttpResponseBase]
 Finalize = Callable[[HttpResponseBase], HttpResponseBase]
 
 HANDLED = "_idempotency_handled"
+MAX_KEY_LENGTH = 255
+FINGERPRINT_LENGTH = 64
 
 #: How often one request tries to claim a key that keeps changing hands under it.
 MAX_CLAIM_ATTEMPTS = 3
@@ -95,12 +99,18 @@ def _handle(
             raise AuthenticationRequired
         if policy.anonymous == ANONYMOUS_BYPASS:
             return view()
+    if not 0 < len(key) <= MAX_KEY_LENGTH:
+        # Keys from a custom hook skip the header parser's bounds; the column still has them.
+        raise KeyInvalid(f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters long.")
+    fingerprint = policy.fingerprint(request) if policy.fingerprint is not None else ""
     claim = ClaimRequest(
-        scope=policy.scope(request),
+        scope=compose_scope(policy.scope(request)),
         key=key,
         method=(request.method or "").upper(),
         path=request.get_full_path(),
-        fingerprint=policy.fingerprint(request) if policy.fingerprint is not None else "",
+        fingerprint=fingerprint
+        if len(fingerprint) <= FINGERPRINT_LENGTH
+        else sha256_hex(fingerprint),
         now=policy.clock(),
     )
     store = DatabaseStore()
@@ -108,6 +118,11 @@ def _handle(
         return _run_atomic(store, claim, view, policy, finalize)
     except StoreUnavailable as exc:
         raise StorageUnavailable(retry_after=policy.retry_after) from exc
+
+
+def sha256_hex(value: str) -> str:
+    """Return the hex SHA-256 of ``value``, to fit a custom fingerprint into its column."""
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def decide(record: Record | None, claim: ClaimRequest) -> str:

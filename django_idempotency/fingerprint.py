@@ -125,13 +125,12 @@ def _select(data: Any, include: Collection[str] | None, exclude: Collection[str]
         selected: dict[str, Any] = {}
         for path in include:
             found, value = _lookup(data, path.split("."))
-            if found:
+            if found and path not in exclude:
                 selected[path] = value
-        data = selected
-    else:
-        data = json.loads(json.dumps(data, default=str))
-        for path in exclude:
-            _remove(data, path.split("."))
+        return selected
+    data = json.loads(json.dumps(data, default=str))
+    for path in exclude:
+        _remove(data, path.split("."))
     return data
 
 

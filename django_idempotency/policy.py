@@ -178,6 +178,14 @@ class Policy:
         _require(
             self.max_body_size >= 0, "max_body_size", self.max_body_size, "a size in bytes >= 0"
         )
+        bounds = (conf.KEY_MIN_LENGTH, conf.KEY_MAX_LENGTH)
+        _require(
+            1 <= bounds[0] <= bounds[1] <= 255,
+            "key_max_length",
+            bounds,
+            "bounds with 1 <= IDEMPOTENCY_KEY_MIN_LENGTH <= IDEMPOTENCY_KEY_MAX_LENGTH <= 255 "
+            "(the key column holds 255 characters)",
+        )
 
     def with_hooks(
         self,

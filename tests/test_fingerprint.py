@@ -86,3 +86,10 @@ def test_include_keeps_only_named_fields():
         {"amount": 5, "note": "b"}, include={"amount"}
     )
     assert fp({"amount": 5}, include={"amount"}) != fp({"amount": 6}, include={"amount"})
+
+
+def test_include_and_exclude_together():
+    a = {"amount": 5, "meta": {"trace": 1}}
+    b = {"amount": 5, "meta": {"trace": 2}}
+    both = {"include": {"amount", "meta"}, "exclude": {"meta"}}
+    assert fp(a, **both) == fp(b, **both)

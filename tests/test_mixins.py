@@ -89,3 +89,36 @@ def test_hooks_replace_key_scope_and_fingerprint():
     }
     record = IdempotencyKey.objects.get(scope="tenant:acme")
     assert (record.expires_at - record.completed_at).total_seconds() == 60
+
+
+class OversizedHooksViewSet(HookedViewSet):
+    def get_idempotency_key(self, request):
+        return request.headers.get("X-Request-Id")
+
+    def get_idempotency_scope(self, request):
+        return "tenant:" + "t" * 400
+
+    def get_idempotency_fingerprint(self, request):
+        return "f" * 500 + str(request.data.get("amount"))
+
+
+urlpatterns.append(path("oversized/", OversizedHooksViewSet.as_view({"post": "create"})))
+
+
+@pytest.mark.urls(__name__)
+def test_hook_values_are_fitted_to_their_columns():
+    client = APIClient()
+    assert_problem(
+        post(client, "/oversized/", {"amount": 5}, HTTP_X_REQUEST_ID="k" * 256), 400, "key-invalid"
+    )
+    post(client, "/oversized/", {"amount": 5}, HTTP_X_REQUEST_ID="r1")
+    assert (
+        post(client, "/oversized/", {"amount": 5}, HTTP_X_REQUEST_ID="r1")["Idempotent-Replayed"]
+        == "true"
+    )
+    assert_problem(
+        post(client, "/oversized/", {"amount": 6}, HTTP_X_REQUEST_ID="r1"), 409, "key-mismatch"
+    )
+    record = IdempotencyKey.objects.get()
+    assert len(record.scope) == 255 and "sha256:" in record.scope
+    assert len(record.fingerprint) == 64

@@ -79,3 +79,12 @@ def test_dotted_paths_are_resolved():
     from django_idempotency.scope import default_scope
 
     assert policy.scope is default_scope
+
+
+@pytest.mark.parametrize(("low", "high"), [(0, 10), (10, 5), (1, 256)])
+def test_key_bounds_must_fit_the_column(low, high):
+    with (
+        override_settings(IDEMPOTENCY_KEY_MIN_LENGTH=low, IDEMPOTENCY_KEY_MAX_LENGTH=high),
+        pytest.raises(ImproperlyConfigured, match="255"),
+    ):
+        Policy.build()

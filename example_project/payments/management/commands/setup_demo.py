@@ -29,7 +29,6 @@ response comes back with "Idempotent-Replayed: true":
 
 The same key with another amount is refused with 422; no key at all with 400.
 Refunds work the same way: POST {url}/api/refunds/ with {{"charge": <id>, "amount": 500}}.
-The key records are in the admin at {url}/admin/django_idempotency/.
 """
 
 
