@@ -26,6 +26,7 @@ from django_idempotency.stores.base import (
     ClaimRequest,
     ClaimTaken,
     Record,
+    StoredResponse,
     StoreUnavailable,
 )
 from django_idempotency.stores.database import DatabaseStore
@@ -102,15 +103,12 @@ def _handle(
     if not 0 < len(key) <= MAX_KEY_LENGTH:
         # Keys from a custom hook skip the header parser's bounds; the column still has them.
         raise KeyInvalid(f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters long.")
-    fingerprint = policy.fingerprint(request) if policy.fingerprint is not None else ""
     claim = ClaimRequest(
         scope=compose_scope(policy.scope(request)),
         key=key,
         method=(request.method or "").upper(),
         path=request.get_full_path(),
-        fingerprint=fingerprint
-        if len(fingerprint) <= FINGERPRINT_LENGTH
-        else sha256_hex(fingerprint),
+        fingerprint=fingerprint_for(request, policy),
         now=policy.clock(),
     )
     store = DatabaseStore()
@@ -120,24 +118,32 @@ def _handle(
         raise StorageUnavailable(retry_after=policy.retry_after) from exc
 
 
-def sha256_hex(value: str) -> str:
-    """Return the hex SHA-256 of ``value``, to fit a custom fingerprint into its column."""
-    return hashlib.sha256(value.encode()).hexdigest()
+def fingerprint_for(request: HttpRequest, policy: Policy) -> str:
+    """Return the request's fingerprint, ``""`` when fingerprints are off.
+
+    A custom fingerprint longer than its 64-character column is stored as its SHA-256.
+    """
+    if policy.fingerprint is None:
+        return ""
+    fingerprint = policy.fingerprint(request)
+    if len(fingerprint) <= FINGERPRINT_LENGTH:
+        return fingerprint
+    return hashlib.sha256(fingerprint.encode()).hexdigest()
 
 
-def decide(record: Record | None, claim: ClaimRequest) -> str:
-    """Return what to do with ``claim`` given the key's current record (DESIGN's decisions table).
+def decide(record: Record | None, claim: ClaimRequest) -> tuple[str, StoredResponse | None]:
+    """Return what to do with ``claim`` given the key's current record, and the response to replay.
 
-    A fingerprint mismatch wins over "in progress": a client reusing a key for another payload
-    learns so at once.
+    This is DESIGN's decisions table. A fingerprint mismatch wins over "in progress": a client
+    reusing a key for another payload learns so at once.
     """
     if record is None or record.is_expired(claim.now):
-        return NEW
+        return NEW, None
     if record.fingerprint != claim.fingerprint:
-        return MISMATCH
+        return MISMATCH, None
     if record.status == IN_PROGRESS or record.response is None:
-        return BUSY
-    return REPLAY
+        return BUSY, None
+    return REPLAY, record.response
 
 
 def _run_atomic(
@@ -145,9 +151,9 @@ def _run_atomic(
 ) -> HttpResponseBase:
     record = store.lookup(claim.scope, claim.key)
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
-        decision = decide(record, claim)
-        if decision == REPLAY and record is not None and record.response is not None:
-            return replay(record.response, policy)
+        decision, stored = decide(record, claim)
+        if stored is not None:
+            return replay(stored, policy)
         if decision == MISMATCH:
             raise KeyMismatch(status=policy.mismatch_status)
         if decision == BUSY:

@@ -20,6 +20,7 @@ from django.test import TransactionTestCase, override_settings
 from rest_framework.test import APIClient
 
 from django_idempotency.models import IdempotencyKey
+from tests.factories import IdempotencyKeyFactory
 from tests.helpers import assert_problem
 from tests.testapp import views
 from tests.testapp.models import Charge
@@ -261,6 +262,12 @@ class TestConcurrentDuplicates(ConcurrencyTestCase):
         retry = send(URL, {"amount": 5, "sleep": 0.3}, "burst")
         assert_replay_of(retry, original)
         assert views.executions["api_charge"] == 1
+
+    def test_an_expired_record_is_taken_over_once(self):
+        # Every duplicate sees the expired row; one takes it over under SELECT ... FOR UPDATE.
+        IdempotencyKeyFactory(expired=True, scope="anonymous POST api/charges", key="burst")
+        original, _outcomes = self.identical_burst()
+        assert IdempotencyKey.objects.get().fingerprint != "0" * 64
 
     def test_distinct_keys_all_execute(self):
         outcomes = run_together(

@@ -93,3 +93,42 @@ def test_include_and_exclude_together():
     b = {"amount": 5, "meta": {"trace": 2}}
     both = {"include": {"amount", "meta"}, "exclude": {"meta"}}
     assert fp(a, **both) == fp(b, **both)
+
+
+def test_a_body_already_consumed_by_a_parser_falls_back_to_the_parsed_data():
+    from rest_framework.parsers import JSONParser
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    def consumed(body):
+        request = Request(
+            APIRequestFactory().post("/p/", body, content_type="application/json"),
+            parsers=[JSONParser()],
+        )
+        assert request.data  # the parser reads the stream, so request.body is gone
+        return default_fingerprint(request)
+
+    assert consumed('{"a": 1, "b": 2}') == consumed('{"b": 2, "a": 1}')
+    assert consumed('{"a": 1}') != consumed('{"a": 2}')
+
+
+def test_a_form_body_consumed_by_drf_falls_back_to_its_query_dict():
+    from rest_framework.parsers import FormParser
+    from rest_framework.request import Request
+
+    def consumed(body):
+        form = "application/x-www-form-urlencoded"
+        request = Request(factory.post("/p/", data=body, content_type=form), parsers=[FormParser()])
+        assert request.data
+        return default_fingerprint(request)
+
+    assert consumed("a=1&b=2") == consumed("b=2&a=1")
+    assert consumed("a=1") != consumed("a=2")
+
+
+def test_include_and_exclude_paths_through_non_objects():
+    data = {"amount": 5, "items": [1, 2], "card": "tok"}
+    assert fp(data, include={"items.0", "amount"}) == fp(
+        {"amount": 5}, include={"items.0", "amount"}
+    )
+    assert fp(data, exclude={"missing.field", "card.id", "items.x"}) == fp(data)

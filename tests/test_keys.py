@@ -79,3 +79,11 @@ def test_validator_failures_are_invalid_keys():
     assert parse(key, validator=uuid_only) == key
     with pytest.raises(KeyInvalid, match="expected format"):
         parse("not-a-uuid", validator=uuid_only)
+
+
+def test_django_validators_work_and_their_message_is_shown():
+    from django.core.validators import validate_slug
+
+    assert parse("order-42", validator=validate_slug) == "order-42"
+    with pytest.raises(KeyInvalid, match="letters, numbers, underscores or hyphens"):
+        parse("order.42", validator=validate_slug)

@@ -122,3 +122,29 @@ def test_hook_values_are_fitted_to_their_columns():
     record = IdempotencyKey.objects.get()
     assert len(record.scope) == 255 and "sha256:" in record.scope
     assert len(record.fingerprint) == 64
+
+
+def test_methods_without_a_handler_are_left_to_drf(client):
+    assert (
+        client.put("/viewset/charges/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k").status_code
+        == 405
+    )
+    assert IdempotencyKey.objects.count() == 0
+
+
+class KeyOnlyViewSet(HookedViewSet):
+    idempotency_fingerprint = False
+
+
+urlpatterns.append(path("key-only/", KeyOnlyViewSet.as_view({"post": "create"})))
+
+
+@pytest.mark.urls(__name__)
+def test_the_fingerprint_hook_is_skipped_when_fingerprints_are_off():
+    client = APIClient()
+    post(client, "/key-only/", {"amount": 5}, HTTP_X_REQUEST_ID="r1")
+    assert (
+        post(client, "/key-only/", {"amount": 6}, HTTP_X_REQUEST_ID="r1")["Idempotent-Replayed"]
+        == "true"
+    )
+    assert IdempotencyKey.objects.get().fingerprint == ""

@@ -105,3 +105,29 @@ def test_plain_views_get_problems_whatever_drf_is_set_to(client):
     response = client.post("/plain/charges/", {"amount": 1}, format="json", HTTP_IDEMPOTENCY_KEY="")
     assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
+
+
+def declining_handler(exc, context):
+    return None
+
+
+@pytest.mark.django_db
+@override_settings(REST_FRAMEWORK={"EXCEPTION_HANDLER": "tests.test_responses.declining_handler"})
+def test_a_handler_that_declines_leaves_the_problem_response(client):
+    response = post(client, "/api/required/", {"amount": 1})
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_replay_keeps_only_headers_still_allowed_and_a_missing_content_type(rf):
+    from django_idempotency.policy import Policy
+    from django_idempotency.responses import replay
+    from django_idempotency.stores.base import StoredResponse
+
+    stored = StoredResponse(204, (("Location", "/x/"), ("ETag", '"v1"')), b"")
+    with override_settings(IDEMPOTENCY_REPLAY_HEADERS=["Location"]):
+        response = replay(stored, Policy.build())
+    assert response.status_code == 204
+    assert response["Location"] == "/x/"
+    assert "ETag" not in response
+    assert "Content-Type" not in response
