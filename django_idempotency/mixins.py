@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.http import HttpRequest, HttpResponseBase
+from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from django_idempotency.core import handle
@@ -72,7 +73,11 @@ class IdempotentMixin:
         super().initial(request, *args, **kwargs)  # type: ignore[misc]
         method = (request.method or "").lower()
         handler = getattr(self, method, None)
-        if handler is None or method not in self.http_method_names:  # type: ignore[attr-defined]
+        if (
+            handler is None
+            or request.method in SAFE_METHODS
+            or method not in self.http_method_names  # type: ignore[attr-defined]
+        ):
             return
         policy = self.get_idempotency_policy()
 

@@ -20,6 +20,18 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password("secret")
 
 
+#: What every unfinished claim looks like; the traits differ only in the lease.
+IN_PROGRESS = {
+    "status": IdempotencyKey.Status.IN_PROGRESS,
+    "response_status": None,
+    "response_headers": factory.LazyFunction(list),
+    "response_body": None,
+    "completed_at": None,
+    "expires_at": None,
+    "fencing_token": 1,
+}
+
+
 class IdempotencyKeyFactory(factory.django.DjangoModelFactory):
     """A completed, live record by default; traits give the other states."""
 
@@ -44,23 +56,11 @@ class IdempotencyKeyFactory(factory.django.DjangoModelFactory):
             created_at=factory.LazyFunction(lambda: timezone.now() - timedelta(hours=25)),
         )
         in_progress = factory.Trait(
-            status=IdempotencyKey.Status.IN_PROGRESS,
-            response_status=None,
-            response_headers=factory.LazyFunction(list),
-            response_body=None,
-            completed_at=None,
-            expires_at=None,
+            **IN_PROGRESS,
             lease_expires_at=factory.LazyFunction(lambda: timezone.now() + timedelta(seconds=30)),
-            fencing_token=1,
         )
         stale_lease = factory.Trait(
-            status=IdempotencyKey.Status.IN_PROGRESS,
-            response_status=None,
-            response_headers=factory.LazyFunction(list),
-            response_body=None,
-            completed_at=None,
-            expires_at=None,
+            **IN_PROGRESS,
             lease_expires_at=factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=10)),
-            fencing_token=1,
         )
         without_body = factory.Trait(response_body=None)
