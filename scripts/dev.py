@@ -97,7 +97,9 @@ def run_example(port: str) -> int:
     project = ROOT / "example_project"
     manage = [str(PYTHON), "manage.py"]
     subprocess.run([*manage, "migrate", "--noinput"], cwd=project, check=True)
-    subprocess.run([*manage, "setup_demo", f"--base-url=http://127.0.0.1:{port}"], cwd=project, check=True)
+    subprocess.run(
+        [*manage, "setup_demo", f"--base-url=http://127.0.0.1:{port}"], cwd=project, check=True
+    )
     return subprocess.call([*manage, "runserver", f"127.0.0.1:{port}"], cwd=project)
 
 
