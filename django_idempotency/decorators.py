@@ -33,7 +33,8 @@ or on an APIView / ViewSet method (or @action):
         @idempotent
         def create(self, request, *args, **kwargs): ...
 
-or use IdempotentMixin on the class."""
+or use IdempotentMixin on the class.
+See https://django-idempotency.readthedocs.io/en/latest/usage/"""
 
 
 @overload
