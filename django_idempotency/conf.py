@@ -27,12 +27,17 @@ ANONYMOUS_REJECT = "reject"
 ANONYMOUS_BYPASS = "bypass"
 ANONYMOUS_CHOICES = (ANONYMOUS_SHARED, ANONYMOUS_REJECT, ANONYMOUS_BYPASS)
 
+#: Column sizes of ``IdempotencyKey``; the engine fits keys, scopes and fingerprints to them.
+KEY_COLUMN_LENGTH = 255
+SCOPE_COLUMN_LENGTH = 255
+FINGERPRINT_COLUMN_LENGTH = 64
+
 DEFAULT_ENABLED = True
 DEFAULT_HEADER = IDEMPOTENCY_KEY_HEADER
 DEFAULT_METHODS = UNSAFE_METHODS
 DEFAULT_REQUIRED = False
 DEFAULT_KEY_MIN_LENGTH = 1
-DEFAULT_KEY_MAX_LENGTH = 255
+DEFAULT_KEY_MAX_LENGTH = KEY_COLUMN_LENGTH
 DEFAULT_KEY_VALIDATOR = None
 DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_STORE_STATUSES = frozenset(range(200, 400))
@@ -128,7 +133,7 @@ class Settings:
 
     @property
     def KEY_MAX_LENGTH(self) -> int:
-        """Return the longest key accepted (at most 255, the column's size)."""
+        """Return the longest key accepted (at most ``KEY_COLUMN_LENGTH``)."""
         return int(getattr(settings, "IDEMPOTENCY_KEY_MAX_LENGTH", DEFAULT_KEY_MAX_LENGTH))
 
     @property

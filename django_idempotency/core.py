@@ -7,7 +7,13 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponseBase
 
-from django_idempotency.conf import ANONYMOUS_BYPASS, ANONYMOUS_REJECT, conf
+from django_idempotency.conf import (
+    ANONYMOUS_BYPASS,
+    ANONYMOUS_REJECT,
+    FINGERPRINT_COLUMN_LENGTH,
+    KEY_COLUMN_LENGTH,
+    conf,
+)
 from django_idempotency.exceptions import (
     AuthenticationRequired,
     IdempotencyError,
@@ -35,8 +41,6 @@ View = Callable[[], HttpResponseBase]
 Finalize = Callable[[HttpResponseBase], HttpResponseBase]
 
 HANDLED = "_idempotency_handled"
-MAX_KEY_LENGTH = 255
-FINGERPRINT_LENGTH = 64
 
 #: How often one request tries to claim a key that keeps changing hands under it.
 MAX_CLAIM_ATTEMPTS = 3
@@ -100,9 +104,9 @@ def _handle(
             raise AuthenticationRequired
         if policy.anonymous == ANONYMOUS_BYPASS:
             return view()
-    if not 0 < len(key) <= MAX_KEY_LENGTH:
+    if not 0 < len(key) <= KEY_COLUMN_LENGTH:
         # Keys from a custom hook skip the header parser's bounds; the column still has them.
-        raise KeyInvalid(f"The Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters long.")
+        raise KeyInvalid(f"The Idempotency-Key must be 1 to {KEY_COLUMN_LENGTH} characters long.")
     claim = ClaimRequest(
         scope=compose_scope(policy.scope(request)),
         key=key,
@@ -121,12 +125,12 @@ def _handle(
 def fingerprint_for(request: HttpRequest, policy: Policy) -> str:
     """Return the request's fingerprint, ``""`` when fingerprints are off.
 
-    A custom fingerprint longer than its 64-character column is stored as its SHA-256.
+    A custom fingerprint longer than its column is stored as its SHA-256 (64 hex characters).
     """
     if policy.fingerprint is None:
         return ""
     fingerprint = policy.fingerprint(request)
-    if len(fingerprint) <= FINGERPRINT_LENGTH:
+    if len(fingerprint) <= FINGERPRINT_COLUMN_LENGTH:
         return fingerprint
     return hashlib.sha256(fingerprint.encode()).hexdigest()
 

@@ -7,6 +7,12 @@ from datetime import datetime
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from django_idempotency.conf import (
+    FINGERPRINT_COLUMN_LENGTH,
+    KEY_COLUMN_LENGTH,
+    SCOPE_COLUMN_LENGTH,
+)
+
 
 class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
     """Queries over key records."""
@@ -26,17 +32,17 @@ class IdempotencyKey(models.Model):
 
     scope = models.CharField(
         _("scope"),
-        max_length=255,
+        max_length=SCOPE_COLUMN_LENGTH,
         help_text=_("Who sent the key and to which operation: principal, method and route."),
     )
-    key = models.CharField(_("key"), max_length=255)
+    key = models.CharField(_("key"), max_length=KEY_COLUMN_LENGTH)
     method = models.CharField(_("method"), max_length=16)
     path = models.TextField(
         _("path"), help_text=_("The full path of the first request, query string included.")
     )
     fingerprint = models.CharField(
         _("fingerprint"),
-        max_length=64,
+        max_length=FINGERPRINT_COLUMN_LENGTH,
         blank=True,
         help_text=_("SHA-256 of the first request's payload; empty when fingerprints are off."),
     )

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponseBase
 
 from django_idempotency.conf import (
     ANONYMOUS_CHOICES,
+    KEY_COLUMN_LENGTH,
     MODES,
     REPLAY_CHOICES,
     as_timedelta,
@@ -118,6 +119,13 @@ class Policy:
             )
         validator = resolve_callable(pick("key_validator", conf.KEY_VALIDATOR), "key_validator")
         header, min_length, max_length = conf.HEADER, conf.KEY_MIN_LENGTH, conf.KEY_MAX_LENGTH
+        _require(
+            1 <= min_length <= max_length <= KEY_COLUMN_LENGTH,
+            "key_max_length",
+            (min_length, max_length),
+            f"bounds with 1 <= IDEMPOTENCY_KEY_MIN_LENGTH <= IDEMPOTENCY_KEY_MAX_LENGTH <= "
+            f"{KEY_COLUMN_LENGTH} (the key column's size)",
+        )
 
         def key(request: HttpRequest) -> str | None:
             return parse_key(
@@ -177,14 +185,6 @@ class Policy:
             _require(400 <= status <= 499, name, status, "a 4xx status code")
         _require(
             self.max_body_size >= 0, "max_body_size", self.max_body_size, "a size in bytes >= 0"
-        )
-        bounds = (conf.KEY_MIN_LENGTH, conf.KEY_MAX_LENGTH)
-        _require(
-            1 <= bounds[0] <= bounds[1] <= 255,
-            "key_max_length",
-            bounds,
-            "bounds with 1 <= IDEMPOTENCY_KEY_MIN_LENGTH <= IDEMPOTENCY_KEY_MAX_LENGTH <= 255 "
-            "(the key column holds 255 characters)",
         )
 
     def with_hooks(

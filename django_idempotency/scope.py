@@ -8,8 +8,9 @@ import re
 from django.http import HttpRequest
 from rest_framework.settings import api_settings
 
+from django_idempotency.conf import SCOPE_COLUMN_LENGTH
+
 ANONYMOUS_PRINCIPAL = "anonymous"
-MAX_SCOPE_LENGTH = 255
 
 
 def principal(request: HttpRequest) -> str | None:
@@ -52,9 +53,9 @@ def default_scope(request: HttpRequest) -> str:
 
 
 def compose_scope(*parts: str) -> str:
-    """Return the parts joined by spaces, hashed when the result exceeds the column's 255 characters."""
+    """Return the parts joined by spaces, shortened with a SHA-256 when longer than the column."""
     scope = " ".join(parts)
-    if len(scope) <= MAX_SCOPE_LENGTH:
+    if len(scope) <= SCOPE_COLUMN_LENGTH:
         return scope
     digest = hashlib.sha256(scope.encode()).hexdigest()
-    return f"{scope[: MAX_SCOPE_LENGTH - 72]}~sha256:{digest}"
+    return f"{scope[: SCOPE_COLUMN_LENGTH - 72]}~sha256:{digest}"

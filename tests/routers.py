@@ -2,10 +2,12 @@ from __future__ import annotations
 
 
 class KeysOnOtherDatabase:
-    """Route the key records to the ``other`` alias; everything else stays on ``default``."""
+    """Route the key records to ``alias``; everything else stays on ``default``."""
+
+    alias = "other"
 
     def db_for_read(self, model, **hints):
-        return "other" if model._meta.app_label == "django_idempotency" else None
+        return self.alias if model._meta.app_label == "django_idempotency" else None
 
     db_for_write = db_for_read
 
@@ -16,7 +18,4 @@ class KeysOnOtherDatabase:
 class KeysOnUnreachableDatabase(KeysOnOtherDatabase):
     """Route the key records to the ``unreachable`` alias, a database that cannot be opened."""
 
-    def db_for_read(self, model, **hints):
-        return "unreachable" if model._meta.app_label == "django_idempotency" else None
-
-    db_for_write = db_for_read
+    alias = "unreachable"
