@@ -16,7 +16,12 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 UNSAFE_METHODS = ("POST", "PATCH")
 
 MODE_ATOMIC = "atomic"
-MODES = (MODE_ATOMIC,)
+MODE_LEASE = "lease"
+MODES = (MODE_ATOMIC, MODE_LEASE)
+
+STORE_DATABASE = "database"
+STORE_CACHE = "cache"
+STORES = (STORE_DATABASE, STORE_CACHE)
 
 REPLAY_RESPONSE = "response"
 REPLAY_CONFLICT = "conflict"
@@ -57,6 +62,14 @@ DEFAULT_RETRY_AFTER = 1
 DEFAULT_MISMATCH_STATUS = 422
 DEFAULT_IN_PROGRESS_STATUS = 409
 DEFAULT_MODE = MODE_ATOMIC
+DEFAULT_STORE = STORE_DATABASE
+DEFAULT_CACHE_ALIAS = "default"
+DEFAULT_CACHE_KEY_PREFIX = "idempotency"
+DEFAULT_LEASE = timedelta(seconds=30)
+DEFAULT_WAIT = 0.0
+DEFAULT_FAIL_OPEN = False
+DEFAULT_HEARTBEAT = False
+DEFAULT_PURGE_BATCH_SIZE = 1000
 DEFAULT_ANONYMOUS = ANONYMOUS_SHARED
 DEFAULT_SCOPE = "django_idempotency.scope.default_scope"
 DEFAULT_FINGERPRINT = "django_idempotency.fingerprint.default_fingerprint"
@@ -198,6 +211,47 @@ class Settings:
     def MODE(self) -> str:
         """Return the execution mode."""
         return str(getattr(settings, "IDEMPOTENCY_MODE", DEFAULT_MODE))
+
+    @property
+    def STORE(self) -> str:
+        """Return where key records live: ``"database"`` or ``"cache"``."""
+        return str(getattr(settings, "IDEMPOTENCY_STORE", DEFAULT_STORE))
+
+    @property
+    def CACHE_ALIAS(self) -> str:
+        """Return the ``CACHES`` alias the cache store uses."""
+        return str(getattr(settings, "IDEMPOTENCY_CACHE_ALIAS", DEFAULT_CACHE_ALIAS))
+
+    @property
+    def CACHE_KEY_PREFIX(self) -> str:
+        """Return the prefix of the cache store's keys (inside the cache's own ``KEY_PREFIX``)."""
+        return str(getattr(settings, "IDEMPOTENCY_CACHE_KEY_PREFIX", DEFAULT_CACHE_KEY_PREFIX))
+
+    @property
+    def LEASE(self) -> timedelta:
+        """Return how long a lease-mode claim is held before a retry may take it over."""
+        value = getattr(settings, "IDEMPOTENCY_LEASE", DEFAULT_LEASE)
+        return as_timedelta(value, "IDEMPOTENCY_LEASE")
+
+    @property
+    def WAIT(self) -> float:
+        """Return how many seconds a lease-mode duplicate polls for the first result (0: 409 at once)."""
+        return float(getattr(settings, "IDEMPOTENCY_WAIT", DEFAULT_WAIT))
+
+    @property
+    def FAIL_OPEN(self) -> bool:
+        """Return whether a view runs unprotected when its store is unreachable (default: 503)."""
+        return bool(getattr(settings, "IDEMPOTENCY_FAIL_OPEN", DEFAULT_FAIL_OPEN))
+
+    @property
+    def HEARTBEAT(self) -> bool:
+        """Return whether a lease-mode claim is renewed while its view runs."""
+        return bool(getattr(settings, "IDEMPOTENCY_HEARTBEAT", DEFAULT_HEARTBEAT))
+
+    @property
+    def PURGE_BATCH_SIZE(self) -> int:
+        """Return how many records one purge batch deletes, each batch in its own transaction."""
+        return int(getattr(settings, "IDEMPOTENCY_PURGE_BATCH_SIZE", DEFAULT_PURGE_BATCH_SIZE))
 
     @property
     def ANONYMOUS(self) -> str:

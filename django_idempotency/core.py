@@ -141,7 +141,7 @@ def decide(record: Record | None, claim: ClaimRequest) -> tuple[str, StoredRespo
     This is DESIGN's decisions table. A fingerprint mismatch wins over "in progress": a client
     reusing a key for another payload learns so at once.
     """
-    if record is None or record.is_expired(claim.now):
+    if record is None or record.is_free(claim.now):
         return NEW, None
     if record.fingerprint != claim.fingerprint:
         return MISMATCH, None

@@ -33,6 +33,11 @@ class IdempotentMixin:
     idempotency_max_body_size: int | None = None
     idempotency_anonymous: str | None = None
     idempotency_mode: str | None = None
+    idempotency_store: str | None = None
+    idempotency_lease: timedelta | int | float | None = None
+    idempotency_wait: float | None = None
+    idempotency_fail_open: bool | None = None
+    idempotency_heartbeat: bool | None = None
     idempotency_scope: Callable[[HttpRequest], str] | str | None = None
     idempotency_fingerprint: Callable[..., str] | str | bool | None = None
     idempotency_fingerprint_include: Collection[str] | None = None

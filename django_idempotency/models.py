@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
-from django.db import models
+from django.db import models, router, transaction
 from django.utils.translation import gettext_lazy as _
 
 from django_idempotency.conf import (
     FINGERPRINT_COLUMN_LENGTH,
     KEY_COLUMN_LENGTH,
     SCOPE_COLUMN_LENGTH,
+    conf,
 )
 
 
@@ -18,9 +20,56 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
     """Queries over key records."""
 
     def expired(self, now: datetime) -> IdempotencyKeyQuerySet:
-        """Return the completed records whose retention ended at or before ``now``."""
-        expired: IdempotencyKeyQuerySet = self.filter(expires_at__lte=now)
+        """Return the records that may be deleted at ``now``.
+
+        That is every record whose retention ended at or before ``now`` and that holds no live
+        lease: completed records past their TTL, and lease-mode claims abandoned long enough for
+        their retention to end too. A live claim or a record still being replayed is never in it.
+        """
+        expired: IdempotencyKeyQuerySet = self.filter(expires_at__lte=now).filter(
+            models.Q(lease_expires_at__isnull=True) | models.Q(lease_expires_at__lte=now)
+        )
         return expired
+
+    def purge_expired(
+        self,
+        *,
+        now: datetime | None = None,
+        batch_size: int | None = None,
+        dry_run: bool = False,
+        on_batch: Callable[[int], object] | None = None,
+    ) -> int:
+        """Delete the :meth:`expired` records in batches; return how many were deleted.
+
+        Each batch of at most ``batch_size`` primary keys (default
+        ``IDEMPOTENCY_PURGE_BATCH_SIZE``) is deleted in its own short transaction, and the
+        expiry condition is checked again by the ``DELETE`` itself, so a key claimed anew
+        between the two is kept. ``on_batch`` is called with each batch's count. With
+        ``dry_run`` nothing is deleted and the number of records due is returned. The
+        queryset's database (``.using(...)``) is honoured; by default the model's write alias.
+        """
+        size = conf.PURGE_BATCH_SIZE if batch_size is None else batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be a positive number of records, not {size!r}.")
+        using = self.db if self._db else router.db_for_write(self.model)  # type: ignore[attr-defined]
+        due = self.using(using).expired(conf.CLOCK() if now is None else now)
+        if dry_run:
+            return int(due.count())
+        total = 0
+        last_pk: object = None
+        while True:
+            batch = due.order_by("pk")
+            if last_pk is not None:
+                batch = batch.filter(pk__gt=last_pk)
+            pks = list(batch.values_list("pk", flat=True)[:size])
+            if not pks:
+                return total
+            with transaction.atomic(using=using):
+                deleted, _per_model = due.filter(pk__in=pks).delete()
+            total += deleted
+            last_pk = pks[-1]
+            if on_batch is not None:
+                on_batch(deleted)
 
 
 class IdempotencyKey(models.Model):
@@ -83,8 +132,15 @@ class IdempotencyKey(models.Model):
                 fields=("scope", "key"), name="django_idempotency_scope_key_uniq"
             ),
         ]
+        # One index behind each admin filter and the purge; each list filter also sorts by
+        # -created_at, so those indexes carry it and a filtered page reads only its own rows.
         indexes = [
             models.Index(fields=("expires_at",), name="django_idem_expires_idx"),
+            models.Index(fields=("created_at",), name="django_idem_created_idx"),
+            models.Index(fields=("status", "created_at"), name="django_idem_status_idx"),
+            models.Index(fields=("method", "created_at"), name="django_idem_method_idx"),
+            models.Index(fields=("response_status", "created_at"), name="django_idem_resp_idx"),
+            models.Index(fields=("key",), name="django_idem_key_idx"),
         ]
 
     def __str__(self) -> str:

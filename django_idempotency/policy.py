@@ -14,8 +14,12 @@ from django.http import HttpRequest, HttpResponseBase
 from django_idempotency.conf import (
     ANONYMOUS_CHOICES,
     KEY_COLUMN_LENGTH,
+    MODE_ATOMIC,
+    MODE_LEASE,
     MODES,
     REPLAY_CHOICES,
+    STORE_CACHE,
+    STORES,
     as_timedelta,
     conf,
     resolve_callable,
@@ -39,6 +43,11 @@ OPTIONS = (
     "max_body_size",
     "anonymous",
     "mode",
+    "store",
+    "lease",
+    "wait",
+    "fail_open",
+    "heartbeat",
     "scope",
     "fingerprint",
     "fingerprint_include",
@@ -64,6 +73,11 @@ class Options(TypedDict, total=False):
     max_body_size: int
     anonymous: str
     mode: str
+    store: str
+    lease: timedelta | int | float
+    wait: float
+    fail_open: bool
+    heartbeat: bool
     scope: Callable[[HttpRequest], str] | str
     fingerprint: Callable[..., str] | str | bool | None
     fingerprint_include: Collection[str] | None
@@ -89,6 +103,11 @@ class Policy:
     max_body_size: int
     anonymous: str
     mode: str
+    store: str
+    lease: timedelta
+    wait: float
+    fail_open: bool
+    heartbeat: bool
     scope: Callable[[HttpRequest], str]
     key: Callable[[HttpRequest], str | None]
     fingerprint: Callable[[HttpRequest], str] | None
@@ -149,6 +168,11 @@ class Policy:
             max_body_size=int(pick("max_body_size", conf.MAX_BODY_SIZE)),
             anonymous=pick("anonymous", conf.ANONYMOUS),
             mode=pick("mode", conf.MODE),
+            store=pick("store", conf.STORE),
+            lease=as_timedelta(pick("lease", conf.LEASE), "lease"),
+            wait=float(pick("wait", conf.WAIT)),
+            fail_open=bool(pick("fail_open", conf.FAIL_OPEN)),
+            heartbeat=bool(pick("heartbeat", conf.HEARTBEAT)),
             scope=resolve_callable(pick("scope", conf.SCOPE), "scope"),
             key=key,
             fingerprint=fingerprint,
@@ -166,6 +190,15 @@ class Policy:
     def validate(self) -> None:
         """Raise ``ImproperlyConfigured`` naming the first option whose value cannot work."""
         _require(self.mode in MODES, "mode", self.mode, f"one of {MODES}")
+        _require(self.store in STORES, "store", self.store, f"one of {STORES}")
+        _require(
+            not (self.mode == MODE_ATOMIC and self.store == STORE_CACHE),
+            "mode",
+            self.mode,
+            f"{MODE_LEASE!r} with the cache store (atomic mode needs the database store)",
+        )
+        _require(self.lease > timedelta(0), "lease", self.lease, "a positive duration")
+        _require(self.wait >= 0, "wait", self.wait, "a number of seconds >= 0")
         _require(self.replay in REPLAY_CHOICES, "replay", self.replay, f"one of {REPLAY_CHOICES}")
         _require(
             self.anonymous in ANONYMOUS_CHOICES,

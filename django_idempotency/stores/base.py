@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 IN_PROGRESS = "in_progress"
 COMPLETED = "completed"
@@ -39,6 +41,16 @@ class Record:
         """Return whether the record's retention has ended, so its key is free again."""
         return self.expires_at is not None and self.expires_at <= now
 
+    def is_free(self, now: datetime) -> bool:
+        """Return whether a new request may claim the key.
+
+        A lease-mode claim is free once its lease has run out (its owner is presumed dead); any
+        other record once its retention has ended.
+        """
+        if self.status == IN_PROGRESS and self.lease_expires_at is not None:
+            return self.lease_expires_at <= now
+        return self.is_expired(now)
+
 
 @dataclass(frozen=True)
 class ClaimRequest:
@@ -67,3 +79,58 @@ class ClaimBusy(Exception):
 
 class StoreUnavailable(Exception):
     """The store could not be reached or failed; fail closed."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A committed lease-mode claim: only the holder of ``token`` may complete or release it."""
+
+    scope: str
+    key: str
+    token: int
+    pk: object = None
+
+
+def next_fencing_token(previous: int = 0) -> int:
+    """Return a fencing token larger than ``previous`` and than any token issued before now.
+
+    Microseconds since the epoch keep tokens growing even when a record was purged and claimed
+    anew, so a stale owner's token never equals a newer owner's.
+    """
+    return max(previous + 1, time.time_ns() // 1000)
+
+
+class LeaseStore(Protocol):
+    """What lease mode needs from a store; ``DatabaseStore`` and ``CacheStore`` both provide it.
+
+    Every method raises ``StoreUnavailable`` when the store cannot be reached.
+    """
+
+    def lookup(self, scope: str, key: str) -> Record | None:
+        """Return the record for ``(scope, key)``, or ``None``."""
+
+    def claim_lease(
+        self,
+        claim: ClaimRequest,
+        *,
+        replace: Record | None,
+        lease_expires_at: datetime,
+        expires_at: datetime,
+    ) -> Lease:
+        """Commit an in-progress claim at once and return its lease.
+
+        ``replace`` is the record the caller found free (expired, or its lease abandoned); it is
+        taken over only if it is still that record (same fencing token) and still free at
+        ``claim.now``. Raise ``ClaimTaken`` when the key is held or completed by someone else.
+        """
+
+    def complete(
+        self, lease: Lease, response: StoredResponse, *, now: datetime, expires_at: datetime
+    ) -> bool:
+        """Store the response if ``lease`` still owns the key; return whether it did."""
+
+    def release(self, lease: Lease) -> bool:
+        """Delete the claim if ``lease`` still owns the key; return whether it did."""
+
+    def renew(self, lease: Lease, *, lease_expires_at: datetime) -> bool:
+        """Extend the claim's lease if ``lease`` still owns the key; return whether it did."""

@@ -112,7 +112,7 @@ class DatabaseStore:
         if replace is None:
             return rows.create(scope=claim.scope, key=claim.key, **fields).pk
         row = rows.select_for_update().filter(pk=replace.pk).first()
-        if row is None or not to_record(row).is_expired(claim.now):
+        if row is None or not to_record(row).is_free(claim.now):
             raise ClaimTaken
         cleared: dict[str, object] = {
             "response_status": None,

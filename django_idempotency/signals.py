@@ -1,0 +1,25 @@
+"""Signals sent once per handled request, named after the engine's decision.
+
+Each is sent with ``sender=IdempotencyKey`` and two keyword arguments: ``request`` (the
+``HttpRequest``) and ``event`` (an :class:`~django_idempotency.events.Event` with the decision,
+scope, hashed key, status and timing). Receivers run synchronously inside the request; an
+exception in a receiver is logged and never changes the response.
+"""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+#: The view ran and its response was stored for replay.
+executed = Signal()
+#: A stored response was replayed; the view did not run.
+replayed = Signal()
+#: The key was reused with another payload; nothing ran.
+mismatch = Signal()
+#: The key's first request was still running; the duplicate was refused (409).
+in_progress = Signal()
+#: The view ran but its outcome was not stored (an exception, an unstored status, a rollback),
+#: so the key is free again; also sent when the admin releases keys.
+released = Signal()
+#: Lease mode: the view finished after its lease was taken over; its response was not stored.
+lease_lost = Signal()
