@@ -15,6 +15,8 @@ def pytest_report_header(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
     vendor = connection.vendor
     for item in items:
         if item.get_closest_marker("needs_row_locks") and vendor not in ("postgresql", "mysql"):
@@ -23,6 +25,8 @@ def pytest_collection_modifyitems(config, items):
                     reason=f"row-lock guarantee: proven on PostgreSQL and MariaDB, not {vendor}"
                 )
             )
+        if item.get_closest_marker("redis") and not settings.REDIS_URL:
+            item.add_marker(pytest.mark.skip(reason="needs Redis: REDIS_URL is not set"))
         if item.get_closest_marker("postgresql") and vendor != "postgresql":
             item.add_marker(pytest.mark.skip(reason=f"needs PostgreSQL, not {vendor}"))
 

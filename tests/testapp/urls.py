@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.contrib import admin
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 from rest_framework.urlpatterns import format_suffix_patterns
@@ -11,6 +12,7 @@ router.register("viewset/charges", views.ChargeViewSet, basename="viewset-charge
 router.register("viewset/plain", views.PlainViewSet, basename="viewset-plain")
 
 urlpatterns = [
+    path("admin/", admin.site.urls),
     path("api/charges/", views.api_charge),
     path("api/charges/<int:account>/", views.api_charge),
     path("api/charges-other/", views.api_charge),
