@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import time
 
+from django.db import connections
 from django.http import HttpRequest, HttpResponseBase
 
 from django_idempotency.conf import (
@@ -12,9 +13,34 @@ from django_idempotency.conf import (
     ANONYMOUS_REJECT,
     FINGERPRINT_COLUMN_LENGTH,
     KEY_COLUMN_LENGTH,
+    MODE_LEASE,
+    STORE_CACHE,
     conf,
 )
+from django_idempotency.decisions import (
+    BUSY,
+    MAX_CLAIM_ATTEMPTS,
+    MISMATCH,
+    Finalize,
+    Trace,
+    View,
+    decide,
+)
+from django_idempotency.events import (
+    EXECUTED,
+    IN_PROGRESS,
+    REJECTED,
+    RELEASED,
+    REPLAYED,
+    UNAVAILABLE,
+    UNPROTECTED,
+    Event,
+    emit,
+    key_hash,
+)
+from django_idempotency.events import MISMATCH as MISMATCHED
 from django_idempotency.exceptions import (
+    AlreadyProcessed,
     AuthenticationRequired,
     IdempotencyError,
     KeyInvalid,
@@ -23,32 +49,29 @@ from django_idempotency.exceptions import (
     RequestInProgress,
     StorageUnavailable,
 )
+from django_idempotency.lease import run_lease
 from django_idempotency.policy import Policy
 from django_idempotency.responses import capture, drf_view, replay
 from django_idempotency.scope import compose_scope, principal
 from django_idempotency.stores.base import (
-    IN_PROGRESS,
     ClaimBusy,
     ClaimRequest,
     ClaimTaken,
+    LeaseStore,
     Record,
-    StoredResponse,
     StoreUnavailable,
 )
 from django_idempotency.stores.database import DatabaseStore
 
-View = Callable[[], HttpResponseBase]
-Finalize = Callable[[HttpResponseBase], HttpResponseBase]
-
 HANDLED = "_idempotency_handled"
 
-#: How often one request tries to claim a key that keeps changing hands under it.
-MAX_CLAIM_ATTEMPTS = 3
-
-NEW = "new"
-REPLAY = "replay"
-MISMATCH = "mismatch"
-BUSY = "in_progress"
+#: The decision logged for each error the engine answers with.
+ERROR_DECISIONS: dict[type[IdempotencyError], str] = {
+    KeyMismatch: MISMATCHED,
+    RequestInProgress: IN_PROGRESS,
+    AlreadyProcessed: REPLAYED,
+    StorageUnavailable: UNAVAILABLE,
+}
 
 
 def finalizer(request: HttpRequest) -> Finalize:
@@ -74,8 +97,8 @@ def finalizer(request: HttpRequest) -> Finalize:
 def handle(request: HttpRequest, view: View, policy: Policy) -> HttpResponseBase:
     """Return the response for ``request``: the view's own, a replay, or a problem response.
 
-    ``view`` runs the view and returns its response. It runs at most once, inside the
-    transaction that claims the key.
+    ``view`` runs the view and returns its response; it runs at most once. One event is logged
+    (and its signal sent) for every request handled here.
     """
     if (
         not conf.ENABLED
@@ -85,25 +108,50 @@ def handle(request: HttpRequest, view: View, policy: Policy) -> HttpResponseBase
         return view()
     # A view wrapped twice (mixin and decorator) must not meet its own uncommitted claim.
     setattr(request, HANDLED, True)
+    started = time.perf_counter()
+    trace = Trace()
+    claim: ClaimRequest | None = None
+    response: HttpResponseBase | None = None
     try:
-        return _handle(request, view, policy, finalizer(request))
+        claim = _claim_request(request, policy, trace)
+        response = view() if claim is None else _run(request, claim, view, policy, trace)
     except IdempotencyError as error:
-        return policy.error_response(request, error)
+        trace.decision = ERROR_DECISIONS.get(type(error), REJECTED)
+        response = policy.error_response(request, error)
+    finally:
+        # Also when the view raised: its claim was released, and that is worth an event too.
+        emit(
+            request,
+            Event(
+                decision=trace.decision,
+                method=(request.method or "").upper(),
+                path=request.path,
+                mode=policy.mode,
+                store=policy.store,
+                scope=claim.scope if claim else "",
+                key_hash=key_hash(claim.key) if claim else "",
+                status=None if response is None else response.status_code,
+                duration_ms=(time.perf_counter() - started) * 1000,
+                detail=trace.detail,
+            ),
+        )
+    return response
 
 
-def _handle(
-    request: HttpRequest, view: View, policy: Policy, finalize: Finalize
-) -> HttpResponseBase:
+def _claim_request(request: HttpRequest, policy: Policy, trace: Trace) -> ClaimRequest | None:
+    """Return the request's claim, or ``None`` when the view runs unprotected."""
     key = policy.key(request)
     if key is None:
         if policy.required:
             raise KeyMissing
-        return view()
+        trace.decision, trace.detail = UNPROTECTED, "no key"
+        return None
     if principal(request) is None:
         if policy.anonymous == ANONYMOUS_REJECT:
             raise AuthenticationRequired
         if policy.anonymous == ANONYMOUS_BYPASS:
-            return view()
+            trace.decision, trace.detail = UNPROTECTED, "anonymous request bypassed"
+            return None
     if not 0 < len(key) <= KEY_COLUMN_LENGTH:
         # Keys from a custom hook skip the header parser's bounds; the column still has them.
         raise KeyInvalid(f"The Idempotency-Key must be 1 to {KEY_COLUMN_LENGTH} characters long.")
@@ -115,11 +163,42 @@ def _handle(
         fingerprint=fingerprint_for(request, policy),
         now=policy.clock(),
     )
-    store = DatabaseStore()
+    return claim
+
+
+def _run(
+    request: HttpRequest, claim: ClaimRequest, view: View, policy: Policy, trace: Trace
+) -> HttpResponseBase:
+    finalize = finalizer(request)
     try:
-        return _run_atomic(store, claim, view, policy, finalize)
+        if policy.mode == MODE_LEASE:
+            store = lease_store(policy)
+            if not _inside_transaction(store):
+                return run_lease(store, claim, view, policy, finalize, trace)
+            # A claim cannot commit before the transaction around the view does (ATOMIC_REQUESTS,
+            # a test case): the claim then lives in that transaction, exactly as in atomic mode.
+            trace.detail = "lease mode inside a transaction: the claim commits with it"
+        return _run_atomic(DatabaseStore(), claim, view, policy, finalize, trace)
     except StoreUnavailable as exc:
-        raise StorageUnavailable(retry_after=policy.retry_after) from exc
+        if not policy.fail_open:
+            raise StorageUnavailable(retry_after=policy.retry_after) from exc
+    # Only reached before the view ran: a store failure after it is handled where it happens.
+    trace.decision = UNAVAILABLE
+    trace.detail = "fail open: the store is unreachable, the view ran unprotected"
+    return view()
+
+
+def lease_store(policy: Policy) -> LeaseStore:
+    """Return the store that lease mode uses for ``policy``."""
+    if policy.store == STORE_CACHE:
+        from django_idempotency.stores.cache import CacheStore
+
+        return CacheStore()
+    return DatabaseStore()
+
+
+def _inside_transaction(store: LeaseStore) -> bool:
+    return isinstance(store, DatabaseStore) and connections[store.using].in_atomic_block
 
 
 def fingerprint_for(request: HttpRequest, policy: Policy) -> str:
@@ -135,35 +214,26 @@ def fingerprint_for(request: HttpRequest, policy: Policy) -> str:
     return hashlib.sha256(fingerprint.encode()).hexdigest()
 
 
-def decide(record: Record | None, claim: ClaimRequest) -> tuple[str, StoredResponse | None]:
-    """Return what to do with ``claim`` given the key's current record, and the response to replay.
-
-    This is DESIGN's decisions table. A fingerprint mismatch wins over "in progress": a client
-    reusing a key for another payload learns so at once.
-    """
-    if record is None or record.is_free(claim.now):
-        return NEW, None
-    if record.fingerprint != claim.fingerprint:
-        return MISMATCH, None
-    if record.status == IN_PROGRESS or record.response is None:
-        return BUSY, None
-    return REPLAY, record.response
-
-
 def _run_atomic(
-    store: DatabaseStore, claim: ClaimRequest, view: View, policy: Policy, finalize: Finalize
+    store: DatabaseStore,
+    claim: ClaimRequest,
+    view: View,
+    policy: Policy,
+    finalize: Finalize,
+    trace: Trace,
 ) -> HttpResponseBase:
     record = store.lookup(claim.scope, claim.key)
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
         decision, stored = decide(record, claim)
         if stored is not None:
+            trace.decision = REPLAYED
             return replay(stored, policy)
         if decision == MISMATCH:
             raise KeyMismatch(status=policy.mismatch_status)
         if decision == BUSY:
             break
         try:
-            return _execute(store, claim, record, view, policy, finalize)
+            return _execute_atomic(store, claim, record, view, policy, finalize, trace)
         except ClaimTaken:
             record = store.lookup(claim.scope, claim.key)
         except ClaimBusy as busy:
@@ -173,20 +243,28 @@ def _run_atomic(
     raise RequestInProgress(status=policy.in_progress_status, retry_after=policy.retry_after)
 
 
-def _execute(
+def _execute_atomic(
     store: DatabaseStore,
     claim: ClaimRequest,
     record: Record | None,
     view: View,
     policy: Policy,
     finalize: Finalize,
+    trace: Trace,
 ) -> HttpResponseBase:
     with store.atomic_claim(claim, replace=record, lock_timeout=policy.lock_timeout) as held:
+        trace.decision, trace.detail = RELEASED, "the view raised"
         response = finalize(view())
         stored = None if held.rolled_back else capture(response, policy)
         if stored is None:
+            trace.detail = (
+                "the transaction was marked for rollback"
+                if held.rolled_back
+                else "response status not stored"
+            )
             held.release()
         else:
             now = policy.clock()
             held.complete(stored, now=now, expires_at=now + policy.ttl)
+            trace.decision, trace.detail = EXECUTED, ""
     return response

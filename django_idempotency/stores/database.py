@@ -6,7 +6,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import (
+    DatabaseError,
     IntegrityError,
     InterfaceError,
     OperationalError,
@@ -14,6 +16,7 @@ from django.db import (
     router,
     transaction,
 )
+from django.db.models import Q, QuerySet
 
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.stores.base import (
@@ -22,9 +25,11 @@ from django_idempotency.stores.base import (
     ClaimBusy,
     ClaimRequest,
     ClaimTaken,
+    Lease,
     Record,
     StoredResponse,
     StoreUnavailable,
+    next_fencing_token,
 )
 from django_idempotency.stores.locking import bounded_lock_wait, is_deadlock, is_lock_conflict
 
@@ -99,6 +104,103 @@ class DatabaseStore:
                     raise ClaimBusy(retryable=outermost and is_deadlock(connection, exc)) from exc
                 raise StoreUnavailable(str(exc)) from exc
             yield AtomicClaim(self.using, pk)
+
+    def claim_lease(
+        self,
+        claim: ClaimRequest,
+        *,
+        replace: Record | None,
+        lease_expires_at: datetime,
+        expires_at: datetime,
+    ) -> Lease:
+        """Commit an in-progress claim with a lease at once and return it (lease mode).
+
+        A new key is inserted; a free record (``replace``) is taken over by one conditional
+        ``UPDATE`` that matches its fencing token and checks it is still free, so of two
+        requests racing for it exactly one wins. Raise ``ClaimTaken`` when another request holds
+        or completed the key.
+        """
+        connection = connections[self.using]
+        if connection.in_atomic_block:
+            raise ImproperlyConfigured(
+                f"Lease mode commits its claim before the view runs, but this request is already "
+                f"inside a transaction on database {self.using!r} (ATOMIC_REQUESTS or an outer "
+                f"atomic block). Mark the view @transaction.non_atomic_requests, or use "
+                f"store='cache' (IDEMPOTENCY_STORE), or atomic mode."
+            )
+        token = next_fencing_token(replace.fencing_token if replace is not None else 0)
+        fields: dict[str, object] = {
+            "method": claim.method,
+            "path": claim.path,
+            "fingerprint": claim.fingerprint,
+            "status": IN_PROGRESS,
+            "created_at": claim.now,
+            "lease_expires_at": lease_expires_at,
+            "expires_at": expires_at,
+            "fencing_token": token,
+            "response_status": None,
+            "response_headers": [],
+            "response_body": None,
+            "completed_at": None,
+        }
+        rows = IdempotencyKey.objects.using(self.using)
+        try:
+            if replace is None:
+                with transaction.atomic(using=self.using):
+                    pk = rows.create(scope=claim.scope, key=claim.key, **fields).pk
+                return Lease(claim.scope, claim.key, token, pk)
+            free = Q(status=COMPLETED, expires_at__lte=claim.now) | Q(
+                status=IN_PROGRESS, lease_expires_at__lte=claim.now
+            )
+            taken = rows.filter(free, pk=replace.pk, fencing_token=replace.fencing_token).update(
+                **fields
+            )
+        except IntegrityError as exc:
+            raise ClaimTaken from exc
+        except DatabaseError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        if not taken:
+            raise ClaimTaken
+        return Lease(claim.scope, claim.key, token, replace.pk)
+
+    def complete(
+        self, lease: Lease, response: StoredResponse, *, now: datetime, expires_at: datetime
+    ) -> bool:
+        """Store the response if ``lease`` still owns its key; return whether it did."""
+        return self._write(
+            lease,
+            status=COMPLETED,
+            response_status=response.status,
+            response_headers=[list(pair) for pair in response.headers],
+            response_body=response.body,
+            completed_at=now,
+            expires_at=expires_at,
+            lease_expires_at=None,
+        )
+
+    def release(self, lease: Lease) -> bool:
+        """Delete the claim if ``lease`` still owns its key; return whether it did."""
+        try:
+            deleted, _per_model = self._owned(lease).delete()
+        except DatabaseError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        return deleted > 0
+
+    def renew(self, lease: Lease, *, lease_expires_at: datetime) -> bool:
+        """Move the claim's lease to ``lease_expires_at`` if ``lease`` still owns its key."""
+        return self._write(lease, lease_expires_at=lease_expires_at)
+
+    def _owned(self, lease: Lease) -> QuerySet[IdempotencyKey]:
+        owned: QuerySet[IdempotencyKey] = IdempotencyKey.objects.using(self.using).filter(
+            pk=lease.pk, fencing_token=lease.token, status=IN_PROGRESS
+        )
+        return owned
+
+    def _write(self, lease: Lease, **fields: object) -> bool:
+        try:
+            return self._owned(lease).update(**fields) > 0
+        except DatabaseError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def _claim(self, claim: ClaimRequest, replace: Record | None) -> object:
         rows = IdempotencyKey.objects.using(self.using)

@@ -198,3 +198,27 @@ def plain_charge(request):
 @transaction.non_atomic_requests
 def plain_charge_non_atomic(request):
     return perform("plain_charge_non_atomic", payload(request), getattr(request, "user", None))
+
+
+@api_view(["POST"])
+@idempotent(mode="lease", lease=30)
+def api_charge_lease(request):
+    return perform("api_charge_lease", request.data, request.user)
+
+
+@api_view(["POST"])
+@idempotent(mode="lease", lease=30, wait=10)
+def api_charge_lease_wait(request):
+    return perform("api_charge_lease_wait", request.data, request.user)
+
+
+@api_view(["POST"])
+@idempotent(mode="lease", lease=0.6, heartbeat=True)
+def api_charge_lease_heartbeat(request):
+    return perform("api_charge_lease_heartbeat", request.data, request.user)
+
+
+@api_view(["POST"])
+@idempotent(mode="lease", lease=0.6)
+def api_charge_lease_short(request):
+    return perform("api_charge_lease_short", request.data, request.user)

@@ -1,0 +1,44 @@
+"""DESIGN's decisions table, and what one request's handling records about itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.http import HttpResponseBase
+
+from django_idempotency.stores.base import IN_PROGRESS, ClaimRequest, Record, StoredResponse
+
+View = Callable[[], HttpResponseBase]
+Finalize = Callable[[HttpResponseBase], HttpResponseBase]
+
+NEW = "new"
+REPLAY = "replay"
+MISMATCH = "mismatch"
+BUSY = "in_progress"
+
+#: How often one request tries to claim a key that keeps changing hands under it.
+MAX_CLAIM_ATTEMPTS = 3
+
+
+def decide(record: Record | None, claim: ClaimRequest) -> tuple[str, StoredResponse | None]:
+    """Return what to do with ``claim`` given the key's current record, and the response to replay.
+
+    A fingerprint mismatch wins over "in progress": a client reusing a key for another payload
+    learns so at once.
+    """
+    if record is None or record.is_free(claim.now):
+        return NEW, None
+    if record.fingerprint != claim.fingerprint:
+        return MISMATCH, None
+    if record.status == IN_PROGRESS or record.response is None:
+        return BUSY, None
+    return REPLAY, record.response
+
+
+@dataclass
+class Trace:
+    """What became of one request, filled in as the engine goes; it becomes the logged event."""
+
+    decision: str = ""
+    detail: str = ""
