@@ -60,6 +60,8 @@ def idempotent(
             request = find_request(view_func, args)
             return handle(request, lambda: view_func(*args, **kwargs), Policy.build(**options))
 
+        # Read by integrations (the OpenAPI extension) to tell idempotent handlers apart.
+        wrapper.idempotency_options = dict(options)  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
 
     if function is None:

@@ -7,6 +7,8 @@ pyproject.toml's dependency groups.
     python3 scripts/dev.py test                 # SQLite always; PostgreSQL, MariaDB, Redis when reachable
     python3 scripts/dev.py test --require-all   # CI: a database that is not reachable fails the run
     python3 scripts/dev.py lint                 # ruff, ruff format, mypy --strict, makemigrations --check
+    python3 scripts/dev.py docs                 # the documentation site, built with --strict
+    python3 scripts/dev.py package              # sdist and wheel into ./dist, then twine check
 """
 
 from __future__ import annotations
@@ -64,11 +66,17 @@ def main() -> int:
     commands.add_parser(
         "lint", help="ruff, ruff format --check, mypy --strict, makemigrations --check"
     )
+    commands.add_parser("docs", help="build the documentation site strictly into ./site")
+    commands.add_parser("package", help="build the sdist and wheel into ./dist; twine check")
     args, extra = parser.parse_known_args()
     if args.command == "example":
         return run_example(args.port)
     if args.command == "lint":
         return run_lint()
+    if args.command == "docs":
+        return run_docs()
+    if args.command == "package":
+        return run_package()
     return run_tests(require_all=args.require_all, only=args.only, pytest_args=extra)
 
 
@@ -132,6 +140,25 @@ def run_lint() -> int:
     return 1 if failed else 0
 
 
+def run_docs() -> int:
+    ensure_venv("docs")
+    banner("mkdocs build --strict")
+    return subprocess.call([str(BIN / "mkdocs"), "build", "--strict", "--clean"], cwd=ROOT)
+
+
+def run_package() -> int:
+    ensure_venv("release")
+    banner("python -m build")
+    dist = ROOT / "dist"
+    for old in dist.glob("django_idempotency-*"):
+        old.unlink()
+    if subprocess.call([str(PYTHON), "-m", "build", "--outdir", str(dist)], cwd=ROOT) != 0:
+        return 1
+    banner("twine check --strict")
+    built = sorted(str(path) for path in dist.glob("django_idempotency-*"))
+    return subprocess.call([str(BIN / "twine"), "check", "--strict", *built], cwd=ROOT)
+
+
 def run_tests(*, require_all: bool, only: str | None, pytest_args: list[str]) -> int:
     ensure_venv("test")
     wanted = ["sqlite", *SERVICES]
@@ -154,6 +181,9 @@ def run_tests(*, require_all: bool, only: str | None, pytest_args: list[str]) ->
             continue
         banner(f"test suite on {name}")
         env = {**os.environ, "PYTHONDEVMODE": "1", "DATABASE_URL": suites[name]}
+        if require_all:
+            # CI: the browser test fails instead of skipping when Chromium is missing.
+            env["IDEMPOTENCY_REQUIRE_BROWSER"] = "1"
         if "redis" not in skipped:
             env["REDIS_URL"] = REDIS_URL
         started = time.monotonic()
