@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.core.checks import Tags, register
 from django.utils.translation import gettext_lazy as _
+
+#: The tag every check of this app carries: ``manage.py check --tag idempotency``.
+CHECK_TAG = "idempotency"
 
 
 class IdempotencyConfig(AppConfig):
@@ -13,3 +17,12 @@ class IdempotencyConfig(AppConfig):
     label = "django_idempotency"
     verbose_name = _("Idempotency")
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Register the system checks."""
+        from django_idempotency import checks
+
+        register(checks.check_settings, CHECK_TAG)
+        register(checks.check_database, CHECK_TAG, Tags.database)
+        register(checks.check_cache, CHECK_TAG, Tags.caches)
+        register(checks.check_redis_eviction, CHECK_TAG, Tags.caches, Tags.database)

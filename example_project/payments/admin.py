@@ -1,10 +1,10 @@
-"""Admin for charges and refunds, next to the idempotency key records."""
+"""Admin for charges, refunds and payouts, next to the idempotency key records."""
 
 from __future__ import annotations
 
 from django.contrib import admin
 
-from payments.models import Charge, Refund
+from payments.models import Charge, Payout, PayoutEvent, Refund
 
 
 class RefundInline(admin.TabularInline):
@@ -32,3 +32,23 @@ class RefundAdmin(admin.ModelAdmin):
     list_display = ["id", "charge", "amount", "created"]
     list_select_related = ["charge"]
     raw_id_fields = ["charge"]
+
+
+class PayoutEventInline(admin.TabularInline):
+    """The provider's webhook events about a payout."""
+
+    model = PayoutEvent
+    extra = 0
+    readonly_fields = ["kind", "received"]
+
+
+@admin.register(Payout)
+class PayoutAdmin(admin.ModelAdmin):
+    """Payouts, with the provider's events inline."""
+
+    list_display = ["id", "amount", "currency", "destination", "status", "owner", "created"]
+    list_filter = ["status", "currency"]
+    list_select_related = ["owner"]
+    search_fields = ["provider_reference", "description"]
+    raw_id_fields = ["owner"]
+    inlines = [PayoutEventInline]
