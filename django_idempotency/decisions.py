@@ -29,6 +29,8 @@ def decide(record: Record | None, claim: ClaimRequest) -> tuple[str, StoredRespo
     """
     if record is None or record.is_free(claim.now):
         return NEW, None
+    if record.unreadable and record.response is not None:
+        return REPLAY, record.response
     if record.fingerprint != claim.fingerprint:
         return MISMATCH, None
     if record.status == IN_PROGRESS or record.response is None:

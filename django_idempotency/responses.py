@@ -109,7 +109,8 @@ def replay(stored: StoredResponse, policy: Policy) -> HttpResponse:
         location = stored.header("Location")
         raise AlreadyProcessed(
             headers={"Location": location} if location else None,
-            extensions={"original_status": stored.status},
+            # An unreadable record may not know its status: 0 is left out.
+            extensions={"original_status": stored.status} if stored.status else {},
         )
     response = HttpResponse(stored.body, status=stored.status)
     if stored.header("Content-Type") is None:

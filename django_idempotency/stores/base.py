@@ -36,6 +36,9 @@ class Record:
     expires_at: datetime | None
     lease_expires_at: datetime | None = None
     fencing_token: int = 0
+    #: The store holds a value it cannot read (another format version): answer "already
+    #: processed" whatever the request, and never run the view again for it.
+    unreadable: bool = False
 
     def is_expired(self, now: datetime) -> bool:
         """Return whether the record's retention has ended, so its key is free again."""

@@ -1,0 +1,389 @@
+"""The cache store: lease-mode key records in Redis, through a django-redis cache.
+
+One Redis string per ``(scope, key)`` holds a JSON record (format version ``"v": 1``). A new key
+is claimed with ``SET NX PX``; taking over a free record, completing, renewing and releasing are
+Lua scripts that compare the fencing token and write in one atomic step.
+
+Two clocks are involved. Every decision (is the lease over, has the record expired) compares the
+times stored in the record with the ``now`` the engine passes in, which comes from
+``IDEMPOTENCY_CLOCK``: the same rule as the database store, and testable with a fake clock. Redis'
+own clock is used only for the key's ``PX`` lifetime, which is set from the same durations
+(retention or lease, whichever is longer) so that Redis drops a record at about the time it
+stops mattering, never before.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.exceptions import ImproperlyConfigured
+
+# django-redis ships no type information.
+from django_redis import get_redis_connection  # type: ignore[import-untyped]
+from django_redis.cache import RedisCache  # type: ignore[import-untyped]
+from redis import Redis
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+
+from django_idempotency.conf import conf
+from django_idempotency.stores.base import (
+    COMPLETED,
+    IN_PROGRESS,
+    ClaimRequest,
+    ClaimTaken,
+    Lease,
+    Record,
+    StoredResponse,
+    StoreUnavailable,
+    next_fencing_token,
+)
+
+#: The record layout this code writes; any other version is read as "unreadable".
+FORMAT_VERSION = 1
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MILLISECOND = timedelta(milliseconds=1)
+
+# Take over a record the engine found free: only if it still carries the token the engine saw and
+# is still free at ARGV[4] (epoch ms). An absent key is claimed as SET NX would.
+# KEYS[1] key; ARGV: new value, PX ms, expected token, now ms.
+TAKE_OVER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, old = pcall(cjson.decode, current)
+  if not ok or type(old) ~= 'table' or old.token ~= tonumber(ARGV[3]) then return 0 end
+  local free_at = old.expires_at
+  if old.status == 'in_progress' and type(old.lease_expires_at) == 'number' then
+    free_at = old.lease_expires_at
+  end
+  if type(free_at) ~= 'number' or free_at > tonumber(ARGV[4]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# Rewrite an in-progress record held by token ARGV[1]: the JSON object ARGV[2] replaces the
+# fields it names, every other field is kept. cjson keeps 14 significant digits, enough for epoch
+# milliseconds but not for fencing tokens, so ARGV[2] always carries the token itself.
+# ARGV[3] "px": expire ARGV[4] ms from now; "extend": lengthen the key's life by as much as the
+# new lease_expires_at lengthens the lease.
+REWRITE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, old = pcall(cjson.decode, current)
+if not ok or type(old) ~= 'table' or old.v ~= 1 or old.status ~= 'in_progress'
+    or old.token ~= tonumber(ARGV[1]) then
+  return 0
+end
+local update = cjson.decode(ARGV[2])
+local kept = {}
+for name, value in pairs(old) do
+  if update[name] == nil then kept[name] = value end
+end
+local head = cjson.encode(kept)
+local value = ARGV[2]
+if head ~= '{}' then value = string.sub(head, 1, -2) .. ',' .. string.sub(ARGV[2], 2) end
+if ARGV[3] == 'px' then
+  redis.call('SET', KEYS[1], value, 'PX', ARGV[4])
+  return 1
+end
+local ttl = redis.call('PTTL', KEYS[1])
+local longer = 0
+if type(old.lease_expires_at) == 'number' then longer = update.lease_expires_at - old.lease_expires_at end
+if ttl > 0 then
+  redis.call('SET', KEYS[1], value, 'PX', ttl + math.max(longer, 0))
+else
+  redis.call('SET', KEYS[1], value, 'KEEPTTL')
+end
+return 1
+"""
+
+# Delete the in-progress record if it still carries token ARGV[1].
+RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, old = pcall(cjson.decode, current)
+if not ok or type(old) ~= 'table' or old.status ~= 'in_progress'
+    or old.token ~= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+_scripts: weakref.WeakKeyDictionary[Redis, dict[str, Script]] = weakref.WeakKeyDictionary()
+_scripts_lock = threading.Lock()
+
+
+@contextmanager
+def reachable() -> Iterator[None]:
+    """Turn every Redis failure (refused, timed out, out of memory, ...) into ``StoreUnavailable``."""
+    try:
+        yield
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+class CacheStore:
+    """Lease-mode key records in the django-redis cache named by ``IDEMPOTENCY_CACHE_ALIAS``.
+
+    Keys are ``"<IDEMPOTENCY_CACHE_KEY_PREFIX>:<sha256 of scope and key>"`` passed through the
+    cache's ``make_key``, so its ``KEY_PREFIX`` and ``VERSION`` apply. Values are this module's
+    JSON, written through the raw client: the cache's serializer and compressor are not used.
+    """
+
+    def __init__(self, alias: str | None = None, *, prefix: str | None = None) -> None:
+        self.alias = conf.CACHE_ALIAS if alias is None else alias
+        self.prefix = conf.CACHE_KEY_PREFIX if prefix is None else prefix
+        self.cache = redis_cache(self.alias)
+        try:
+            self.client = get_redis_connection(self.alias)
+        except NotImplementedError as exc:
+            raise ImproperlyConfigured(
+                f"The cache {self.alias!r} (IDEMPOTENCY_CACHE_ALIAS) has no single Redis "
+                "connection (a sharded CLIENT_CLASS?); the cache store needs django-redis' "
+                "DefaultClient or SentinelClient."
+            ) from exc
+        self.scripts = scripts_for(self.client)
+
+    def redis_key(self, scope: str, key: str) -> str:
+        """Return the Redis key that holds the record of ``(scope, key)``."""
+        digest = hashlib.sha256(f"{scope}\n{key}".encode()).hexdigest()
+        return str(self.cache.make_key(f"{self.prefix}:{digest}"))
+
+    def lookup(self, scope: str, key: str) -> Record | None:
+        """Return the record for ``(scope, key)``, or ``None`` when Redis holds none."""
+        with reachable():
+            raw = self.client.get(self.redis_key(scope, key))
+        return None if raw is None else decode(raw)
+
+    def claim_lease(
+        self,
+        claim: ClaimRequest,
+        *,
+        replace: Record | None,
+        lease_expires_at: datetime,
+        expires_at: datetime,
+    ) -> Lease:
+        """Store an in-progress claim and return its lease; raise ``ClaimTaken`` if held.
+
+        A new key is claimed with ``SET NX``. A ``replace`` record is taken over only if Redis
+        still holds that record (same token) and it is still free at ``claim.now``.
+        """
+        token = next_fencing_token(0 if replace is None else replace.fencing_token)
+        value = dump(
+            {
+                "v": FORMAT_VERSION,
+                "status": IN_PROGRESS,
+                "fingerprint": claim.fingerprint,
+                "token": token,
+                "method": claim.method,
+                "path": claim.path,
+                "created_at": to_ms(claim.now),
+                "lease_expires_at": to_ms(lease_expires_at),
+                "expires_at": to_ms(expires_at),
+                "completed_at": None,
+                "response_status": None,
+                "response_headers": None,
+                "response_body": None,
+            }
+        )
+        # Redis keeps the record as long as either the lease or the retention needs it.
+        px = life_ms(max(lease_expires_at, expires_at) - claim.now)
+        name = self.redis_key(claim.scope, claim.key)
+        with reachable():
+            if replace is None:
+                claimed = self.client.set(name, value, nx=True, px=px)
+            else:
+                args: list[str | int] = [value, px, replace.fencing_token, to_ms(claim.now)]
+                claimed = self.scripts["take_over"](keys=[name], args=args)
+        if not claimed:
+            raise ClaimTaken
+        return Lease(scope=claim.scope, key=claim.key, token=token)
+
+    def complete(
+        self, lease: Lease, response: StoredResponse, *, now: datetime, expires_at: datetime
+    ) -> bool:
+        """Store the response if ``lease`` still holds the key; return whether it did.
+
+        Redis keeps the completed record until ``expires_at`` (counted with ``now``).
+        """
+        body = None if response.body is None else base64.b64encode(response.body).decode()
+        update = {
+            "v": FORMAT_VERSION,
+            "status": COMPLETED,
+            "token": lease.token,
+            "lease_expires_at": None,
+            "expires_at": to_ms(expires_at),
+            "completed_at": to_ms(now),
+            "response_status": response.status,
+            "response_headers": [list(pair) for pair in response.headers],
+            "response_body": body,
+        }
+        args: list[str | int] = [lease.token, dump(update), "px", life_ms(expires_at - now)]
+        return self._run("rewrite", lease, args)
+
+    def release(self, lease: Lease) -> bool:
+        """Delete the claim if ``lease`` still holds the key; return whether it did."""
+        return self._run("release", lease, [lease.token])
+
+    def renew(self, lease: Lease, *, lease_expires_at: datetime) -> bool:
+        """Move the claim's lease end to ``lease_expires_at`` if ``lease`` still holds the key.
+
+        Return whether it did. Redis' lifetime for the key grows by as much as the lease does.
+        """
+        update = {
+            "v": FORMAT_VERSION,
+            "token": lease.token,
+            "lease_expires_at": to_ms(lease_expires_at),
+        }
+        return self._run("rewrite", lease, [lease.token, dump(update), "extend", 0])
+
+    def _run(self, script: str, lease: Lease, args: list[str | int]) -> bool:
+        name = self.redis_key(lease.scope, lease.key)
+        with reachable():
+            return bool(self.scripts[script](keys=[name], args=args))
+
+
+def redis_cache(alias: str) -> RedisCache:
+    """Return the django-redis cache ``alias``; raise ``ImproperlyConfigured`` for any other."""
+    try:
+        cache = caches[alias]
+    except InvalidCacheBackendError as exc:
+        raise ImproperlyConfigured(
+            f"IDEMPOTENCY_CACHE_ALIAS is {alias!r}, which is not in CACHES; add a django-redis "
+            "cache under that name or point the setting at one."
+        ) from exc
+    if not isinstance(cache, RedisCache):
+        backend = f"{type(cache).__module__}.{type(cache).__name__}"
+        raise ImproperlyConfigured(
+            f"IDEMPOTENCY_CACHE_ALIAS is {alias!r}, a {backend} cache; the cache store needs a "
+            "django-redis cache (BACKEND 'django_redis.cache.RedisCache') shared by every process."
+        )
+    return cache
+
+
+def scripts_for(client: Redis) -> dict[str, Script]:
+    """Return the store's Lua scripts registered on ``client``, registering them only once."""
+    with _scripts_lock:
+        scripts = _scripts.get(client)
+        if scripts is None:
+            scripts = {
+                "take_over": client.register_script(TAKE_OVER),
+                "rewrite": client.register_script(REWRITE),
+                "release": client.register_script(RELEASE),
+            }
+            _scripts[client] = scripts
+        return scripts
+
+
+def dump(fields: dict[str, Any]) -> str:
+    """Return ``fields`` as compact JSON."""
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def to_ms(moment: datetime) -> int:
+    """Return ``moment`` as whole milliseconds since the epoch (naive times are local time)."""
+    if moment.tzinfo is None:
+        return int(moment.timestamp() * 1000)
+    return (moment - EPOCH) // MILLISECOND
+
+
+def from_ms(milliseconds: int) -> datetime:
+    """Return epoch ``milliseconds`` as a datetime, aware (UTC) only when ``USE_TZ`` is on."""
+    if settings.USE_TZ:
+        return EPOCH + milliseconds * MILLISECOND
+    return datetime.fromtimestamp(milliseconds / 1000)
+
+
+def life_ms(duration: timedelta) -> int:
+    """Return ``duration`` in whole milliseconds, at least 1 (Redis refuses ``PX 0``)."""
+    return max(1, -(-duration // MILLISECOND))
+
+
+def decode(raw: bytes | str) -> Record:
+    """Return the record a stored value holds.
+
+    A value this version cannot read (another format version, broken JSON) becomes a completed
+    record without a replayable body: the engine answers "already processed" and never runs the
+    view again for it. Its fingerprint, token, expiry, status and headers (for ``Location``) are
+    kept where they can be read; an unknown status is 0.
+    """
+    try:
+        fields = json.loads(raw)
+    except ValueError:
+        return unreadable({})
+    if not isinstance(fields, dict):
+        return unreadable({})
+    if fields.get("v") != FORMAT_VERSION:
+        return unreadable(fields)
+    try:
+        return read_v1(fields)
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return unreadable(fields)
+
+
+def read_v1(fields: dict[str, Any]) -> Record:
+    """Return the record held by a format-1 value; raise on a malformed one."""
+    response = None
+    if fields["status"] == COMPLETED:
+        body = fields["response_body"]
+        response = StoredResponse(
+            status=int(fields["response_status"]),
+            headers=tuple((str(name), str(value)) for name, value in fields["response_headers"]),
+            body=None if body is None else base64.b64decode(body, validate=True),
+        )
+    elif fields["status"] != IN_PROGRESS:
+        raise ValueError(f"unknown status {fields['status']!r}")
+    return Record(
+        pk=None,
+        fingerprint=str(fields["fingerprint"]),
+        status=fields["status"],
+        response=response,
+        expires_at=optional_time(fields["expires_at"]),
+        lease_expires_at=optional_time(fields["lease_expires_at"]),
+        fencing_token=int(fields["token"]),
+    )
+
+
+def unreadable(fields: dict[str, Any]) -> Record:
+    """Return the "already processed" record that stands for a value that cannot be read."""
+    fingerprint = fields.get("fingerprint")
+    status = fields.get("response_status")
+    expires_at = fields.get("expires_at")
+    token = fields.get("token")
+    try:
+        headers = tuple((str(name), str(value)) for name, value in fields["response_headers"])
+    except (KeyError, TypeError, ValueError):
+        headers = ()
+    return Record(
+        pk=None,
+        fingerprint=fingerprint if isinstance(fingerprint, str) else "",
+        status=COMPLETED,
+        response=StoredResponse(
+            status=status if isinstance(status, int) else 0, headers=headers, body=None
+        ),
+        expires_at=from_ms(expires_at) if isinstance(expires_at, int) else None,
+        fencing_token=token if isinstance(token, int) else 0,
+        unreadable=True,
+    )
+
+
+def optional_time(value: object) -> datetime | None:
+    """Return a stored epoch-milliseconds value as a datetime; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, int):
+        raise TypeError(f"expected epoch milliseconds, not {value!r}")
+    return from_ms(value)
