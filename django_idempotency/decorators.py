@@ -58,7 +58,7 @@ def idempotent(
         @functools.wraps(view_func)
         def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
             request = find_request(view_func, args)
-            return handle(request, lambda: view_func(*args, **kwargs), Policy.build(**options))
+            return handle(request, lambda: view_func(*args, **kwargs), Policy.cached(**options))
 
         # Read by integrations (the OpenAPI extension) to tell idempotent handlers apart.
         wrapper.idempotency_options = dict(options)  # type: ignore[attr-defined]

@@ -11,6 +11,7 @@ from django.dispatch import Signal
 from django.http import HttpRequest
 
 from django_idempotency import signals
+from django_idempotency.models import IdempotencyKey
 
 logger = logging.getLogger("django_idempotency")
 
@@ -77,8 +78,20 @@ def emit(request: HttpRequest, event: Event) -> None:
 
     A failing signal receiver is logged and never changes the response.
     """
+    level = LEVELS.get(event.decision, logging.INFO)
+    if logger.isEnabledFor(level):
+        _log(level, event)
+    signal = SIGNALS.get(event.decision)
+    if signal is None or not signal.has_listeners(IdempotencyKey):
+        return
+    for receiver, result in signal.send_robust(sender=IdempotencyKey, request=request, event=event):
+        if isinstance(result, Exception):
+            logger.error("idempotency signal receiver %r failed", receiver, exc_info=result)
+
+
+def _log(level: int, event: Event) -> None:
     logger.log(
-        LEVELS.get(event.decision, logging.INFO),
+        level,
         "idempotency %s: %s %s status=%s key=%s scope=%r %.1f ms%s",
         event.decision,
         event.method,
@@ -90,11 +103,3 @@ def emit(request: HttpRequest, event: Event) -> None:
         f" ({event.detail})" if event.detail else "",
         extra={"idempotency": event.as_dict()},
     )
-    signal = SIGNALS.get(event.decision)
-    if signal is None:
-        return
-    from django_idempotency.models import IdempotencyKey
-
-    for receiver, result in signal.send_robust(sender=IdempotencyKey, request=request, event=event):
-        if isinstance(result, Exception):
-            logger.error("idempotency signal receiver %r failed", receiver, exc_info=result)

@@ -53,7 +53,7 @@ class IdempotentMixin:
 
     def get_idempotency_policy(self) -> Policy:
         """Return the policy for this request: the class's options, settings, and this view's hooks."""
-        self._idempotency_defaults = Policy.build(**self.get_idempotency_options())
+        self._idempotency_defaults = Policy.cached(**self.get_idempotency_options())
         return self._idempotency_defaults.with_hooks(
             key=self.get_idempotency_key,
             scope=self.get_idempotency_scope,

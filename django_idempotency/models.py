@@ -141,6 +141,11 @@ class IdempotencyKey(models.Model):
             models.Index(fields=("method", "created_at"), name="django_idem_method_idx"),
             models.Index(fields=("response_status", "created_at"), name="django_idem_resp_idx"),
             models.Index(fields=("key",), name="django_idem_key_idx"),
+            # The admin searches scopes by prefix (LIKE 'x%'); PostgreSQL uses a B-tree for that
+            # only with the pattern operator class. Other databases get a plain index.
+            models.Index(
+                fields=["scope"], opclasses=["varchar_pattern_ops"], name="django_idem_scope_idx"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponseBase
 
 from django_idempotency.conf import (
@@ -187,6 +190,25 @@ class Policy:
         policy.validate()
         return policy
 
+    @classmethod
+    def cached(cls, **options: Any) -> Policy:
+        """Return the policy for these options, built once until an ``IDEMPOTENCY_*`` setting changes.
+
+        Building a policy resolves dotted paths and validates every value; a view's options do
+        not change between requests, so it is done once per distinct set of options. Settings
+        changed through ``override_settings`` (or pytest-django's ``settings``) are picked up.
+        """
+        # repr() tells lists and callables apart by value and identity; options are few and small.
+        cache_key = repr(sorted(options.items()))
+        policy = _POLICIES.get(cache_key)
+        if policy is None:
+            policy = cls.build(**options)
+            with _POLICIES_LOCK:
+                if len(_POLICIES) >= _POLICIES_MAX:
+                    _POLICIES.clear()
+                _POLICIES[cache_key] = policy
+        return policy
+
     def validate(self) -> None:
         """Raise ``ImproperlyConfigured`` naming the first option whose value cannot work."""
         _require(self.mode in MODES, "mode", self.mode, f"one of {MODES}")
@@ -236,6 +258,18 @@ class Policy:
         if fingerprint is not None and self.fingerprint is not None:
             changes["fingerprint"] = fingerprint
         return replace(self, **changes)
+
+
+_POLICIES: dict[str, Policy] = {}
+_POLICIES_LOCK = threading.Lock()
+#: Bounds the cache should options be built dynamically per request (a mixin hook may do that).
+_POLICIES_MAX = 1024
+
+
+@receiver(setting_changed)
+def _forget_policies(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("IDEMPOTENCY_") or setting in ("CACHES", "DATABASES"):
+        _POLICIES.clear()
 
 
 def check_options(options: Collection[str]) -> None:

@@ -1,4 +1,4 @@
-"""Indexes behind every admin filter, the changelist ordering and the exact key search."""
+"""Indexes behind every admin filter, the changelist ordering, and the key and scope searches."""
 
 from __future__ import annotations
 
@@ -32,5 +32,11 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="idempotencykey",
             index=models.Index(fields=["key"], name="django_idem_key_idx"),
+        ),
+        migrations.AddIndex(
+            model_name="idempotencykey",
+            index=models.Index(
+                fields=["scope"], name="django_idem_scope_idx", opclasses=["varchar_pattern_ops"]
+            ),
         ),
     ]
