@@ -146,8 +146,8 @@ class DatabaseStore:
         rows = IdempotencyKey.objects.using(self.using)
         try:
             if replace is None:
-                with transaction.atomic(using=self.using):
-                    pk = rows.create(scope=claim.scope, key=claim.key, **fields).pk
+                # One INSERT in autocommit: it commits on its own, a duplicate fails on the index.
+                pk = rows.create(scope=claim.scope, key=claim.key, **fields).pk
                 return Lease(claim.scope, claim.key, token, pk)
             free = Q(status=COMPLETED, expires_at__lte=claim.now) | Q(
                 status=IN_PROGRESS, lease_expires_at__lte=claim.now
