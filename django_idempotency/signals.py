@@ -19,7 +19,7 @@ mismatch = Signal()
 #: The key's first request was still running; the duplicate was refused (409).
 in_progress = Signal()
 #: The view ran but its outcome was not stored (an exception, an unstored status, a rollback),
-#: so the key is free again; also sent when the admin releases keys.
+#: so the key is free again. (Keys released in the admin are logged, not signalled.)
 released = Signal()
 #: Lease mode: the view finished after its lease was taken over; its response was not stored.
 lease_lost = Signal()
