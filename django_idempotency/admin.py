@@ -325,9 +325,13 @@ class IdempotencyKeyAdmin(ModelAdmin):
         """Return False: a stored response is evidence, not data to edit."""
         return False
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+    def get_actions(self, request: HttpRequest, action_location: Any = None) -> dict[str, Any]:
         """Return the actions without Django's generic delete, which release replaces."""
-        actions = super().get_actions(request)
+        # Django 6.1 passes where the actions are shown; Django 5.2 and 6.0 do not know it.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)  # type: ignore[call-arg]
         actions.pop("delete_selected", None)
         return actions
 

@@ -179,6 +179,10 @@ def _run(
             # a test case): the claim then lives in that transaction, exactly as in atomic mode.
             trace.detail = "lease mode inside a transaction: the claim commits with it"
         return _run_atomic(DatabaseStore(), claim, view, policy, finalize, trace)
+    except ClaimBusy as exc:
+        raise RequestInProgress(
+            status=policy.in_progress_status, retry_after=policy.retry_after
+        ) from exc
     except StoreUnavailable as exc:
         if not policy.fail_open:
             raise StorageUnavailable(retry_after=policy.retry_after) from exc

@@ -22,6 +22,9 @@ DJANGO_REDIS = "django_redis.cache.RedisCache"
 SQLITE = connections["default"].vendor == "sqlite"
 
 
+pytestmark = pytest.mark.django_db  # Django 6.1's check command reads the database
+
+
 def ids(issues):
     return sorted(issue.id.removeprefix(PREFIX) for issue in issues)
 

@@ -71,12 +71,18 @@ class DatabaseStore:
         self.using = using or router.db_for_write(IdempotencyKey)
 
     def lookup(self, scope: str, key: str) -> Record | None:
-        """Return the committed record for ``(scope, key)``, or ``None``; one indexed read, no lock."""
+        """Return the committed record for ``(scope, key)``, or ``None``; one indexed read, no lock.
+
+        Raise ``ClaimBusy`` when the database refuses the read because a writer holds a lock.
+        """
         try:
             row = IdempotencyKey.objects.using(self.using).get(scope=scope, key=key)
         except IdempotencyKey.DoesNotExist:
             return None
         except UNREACHABLE as exc:
+            # SQLite's shared-cache databases lock whole tables: a reader meets the writer.
+            if is_lock_conflict(connections[self.using], exc):
+                raise ClaimBusy from exc
             raise StoreUnavailable(str(exc)) from exc
         return to_record(row)
 
