@@ -13,8 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from django_idempotency import admin as admin_module
-from django_idempotency.admin import BODY_DISPLAY_LIMIT
+from django_idempotency.admin import BODY_DISPLAY_LIMIT, changelist
 from django_idempotency.models import IdempotencyKey
 from tests.factories import IdempotencyKeyFactory, UserFactory
 
@@ -189,7 +188,7 @@ def test_expiry_pages_list_by_expiry_without_the_date_hierarchy(viewer, records)
 
 
 def test_large_lists_are_counted_up_to_a_cap(viewer, records, monkeypatch):
-    monkeypatch.setattr(admin_module, "COUNT_CAP", 4)
+    monkeypatch.setattr(changelist, "COUNT_CAP", 4)
     response = viewer.get(CHANGELIST)
     html = response.content.decode()
     assert "More than 4 idempotency keys" in html

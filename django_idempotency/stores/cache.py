@@ -15,17 +15,13 @@ stops mattering, never before.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import json
 import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import datetime
 
-from django.conf import settings
 from django.core.cache import InvalidCacheBackendError, caches
 from django.core.exceptions import ImproperlyConfigured
 
@@ -48,12 +44,7 @@ from django_idempotency.stores.base import (
     StoreUnavailable,
     next_fencing_token,
 )
-
-#: The record layout this code writes; any other version is read as "unreadable".
-FORMAT_VERSION = 1
-
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-MILLISECOND = timedelta(milliseconds=1)
+from django_idempotency.stores.cache_format import FORMAT_VERSION, decode, dump, life_ms, to_ms
 
 # Take over a record the engine found free: only if it still carries the token the engine saw and
 # is still free at ARGV[4] (epoch ms). An absent key is claimed as SET NX would.
@@ -139,8 +130,9 @@ class CacheStore:
     """Lease-mode key records in the django-redis cache named by ``IDEMPOTENCY_CACHE_ALIAS``.
 
     Keys are ``"<IDEMPOTENCY_CACHE_KEY_PREFIX>:<sha256 of scope and key>"`` passed through the
-    cache's ``make_key``, so its ``KEY_PREFIX`` and ``VERSION`` apply. Values are this module's
-    JSON, written through the raw client: the cache's serializer and compressor are not used.
+    cache's ``make_key``, so its ``KEY_PREFIX`` and ``VERSION`` apply. Values are the JSON of
+    ``cache_format``, written through the raw client: the cache's serializer and compressor are
+    not used.
     """
 
     def __init__(self, alias: str | None = None, *, prefix: str | None = None) -> None:
@@ -286,104 +278,3 @@ def scripts_for(client: Redis) -> dict[str, Script]:
             }
             _scripts[client] = scripts
         return scripts
-
-
-def dump(fields: dict[str, Any]) -> str:
-    """Return ``fields`` as compact JSON."""
-    return json.dumps(fields, separators=(",", ":"))
-
-
-def to_ms(moment: datetime) -> int:
-    """Return ``moment`` as whole milliseconds since the epoch (naive times are local time)."""
-    if moment.tzinfo is None:
-        return int(moment.timestamp() * 1000)
-    return (moment - EPOCH) // MILLISECOND
-
-
-def from_ms(milliseconds: int) -> datetime:
-    """Return epoch ``milliseconds`` as a datetime, aware (UTC) only when ``USE_TZ`` is on."""
-    if settings.USE_TZ:
-        return EPOCH + milliseconds * MILLISECOND
-    return datetime.fromtimestamp(milliseconds / 1000)
-
-
-def life_ms(duration: timedelta) -> int:
-    """Return ``duration`` in whole milliseconds, at least 1 (Redis refuses ``PX 0``)."""
-    return max(1, -(-duration // MILLISECOND))
-
-
-def decode(raw: bytes | str) -> Record:
-    """Return the record a stored value holds.
-
-    A value this version cannot read (another format version, broken JSON) becomes a completed
-    record without a replayable body: the engine answers "already processed" and never runs the
-    view again for it. Its fingerprint, token, expiry, status and headers (for ``Location``) are
-    kept where they can be read; an unknown status is 0.
-    """
-    try:
-        fields = json.loads(raw)
-    except ValueError:
-        return unreadable({})
-    if not isinstance(fields, dict):
-        return unreadable({})
-    if fields.get("v") != FORMAT_VERSION:
-        return unreadable(fields)
-    try:
-        return read_v1(fields)
-    except (KeyError, TypeError, ValueError, binascii.Error):
-        return unreadable(fields)
-
-
-def read_v1(fields: dict[str, Any]) -> Record:
-    """Return the record held by a format-1 value; raise on a malformed one."""
-    response = None
-    if fields["status"] == COMPLETED:
-        body = fields["response_body"]
-        response = StoredResponse(
-            status=int(fields["response_status"]),
-            headers=tuple((str(name), str(value)) for name, value in fields["response_headers"]),
-            body=None if body is None else base64.b64decode(body, validate=True),
-        )
-    elif fields["status"] != IN_PROGRESS:
-        raise ValueError(f"unknown status {fields['status']!r}")
-    return Record(
-        pk=None,
-        fingerprint=str(fields["fingerprint"]),
-        status=fields["status"],
-        response=response,
-        expires_at=optional_time(fields["expires_at"]),
-        lease_expires_at=optional_time(fields["lease_expires_at"]),
-        fencing_token=int(fields["token"]),
-    )
-
-
-def unreadable(fields: dict[str, Any]) -> Record:
-    """Return the "already processed" record that stands for a value that cannot be read."""
-    fingerprint = fields.get("fingerprint")
-    status = fields.get("response_status")
-    expires_at = fields.get("expires_at")
-    token = fields.get("token")
-    try:
-        headers = tuple((str(name), str(value)) for name, value in fields["response_headers"])
-    except (KeyError, TypeError, ValueError):
-        headers = ()
-    return Record(
-        pk=None,
-        fingerprint=fingerprint if isinstance(fingerprint, str) else "",
-        status=COMPLETED,
-        response=StoredResponse(
-            status=status if isinstance(status, int) else 0, headers=headers, body=None
-        ),
-        expires_at=from_ms(expires_at) if isinstance(expires_at, int) else None,
-        fencing_token=token if isinstance(token, int) else 0,
-        unreadable=True,
-    )
-
-
-def optional_time(value: object) -> datetime | None:
-    """Return a stored epoch-milliseconds value as a datetime; ``None`` stays ``None``."""
-    if value is None:
-        return None
-    if not isinstance(value, int):
-        raise TypeError(f"expected epoch milliseconds, not {value!r}")
-    return from_ms(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 
 from django.core.exceptions import ImproperlyConfigured
@@ -99,8 +99,10 @@ class DatabaseStore:
         """
         connection = connections[self.using]
         outermost = not connection.in_atomic_block
-        with transaction.atomic(using=self.using):
+        with ExitStack() as transaction_scope:
             try:
+                # Even BEGIN can meet a lock: SQLite's BEGIN IMMEDIATE waits for other writers.
+                transaction_scope.enter_context(transaction.atomic(using=self.using))
                 with bounded_lock_wait(connection, lock_timeout):
                     pk = self._claim(claim, replace)
             except IntegrityError as exc:
@@ -164,6 +166,8 @@ class DatabaseStore:
         except IntegrityError as exc:
             raise ClaimTaken from exc
         except DatabaseError as exc:
+            if is_lock_conflict(connection, exc):
+                raise ClaimBusy from exc
             raise StoreUnavailable(str(exc)) from exc
         if not taken:
             raise ClaimTaken

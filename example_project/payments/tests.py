@@ -150,7 +150,6 @@ class ChargeStormTests(TransactionTestCase):
             CHARGE,
             executions=Charge.objects.filter(owner=user),
             concurrent=8,
-            allow_unavailable=True,  # SQLite's in-memory test database; not needed elsewhere
         )
         self.assertTrue(check.concurrent)
 

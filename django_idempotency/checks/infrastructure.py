@@ -1,0 +1,86 @@
+"""System checks of the infrastructure the guarantee depends on: the database, the cache, Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage
+from django.db import connections, router
+from django.utils.module_loading import import_string
+
+from django_idempotency import conf as conf_module
+from django_idempotency.checks.catalogue import message
+from django_idempotency.checks.values import raw
+
+UNSHARED_CACHES = ("locmem.LocMemCache", "filebased.FileBasedCache")
+DJANGO_REDIS = "django_redis.cache.RedisCache"
+
+
+def check_database(**kwargs: Any) -> list[CheckMessage]:
+    """Return warnings about the database that key records are written to."""
+    if raw("STORE") == conf_module.STORE_CACHE:
+        return []
+    from django_idempotency.models import IdempotencyKey
+
+    alias = router.db_for_write(IdempotencyKey)
+    issues: list[CheckMessage] = []
+    if not settings.DEBUG and not connections[alias].features.has_select_for_update:
+        issues.append(message("W002", obj=IdempotencyKey, alias=alias))
+    if raw("MODE") == conf_module.MODE_LEASE and connections[alias].settings_dict.get(
+        "ATOMIC_REQUESTS"
+    ):
+        issues.append(message("W005", obj=IdempotencyKey, alias=alias))
+    return issues
+
+
+def is_django_redis(backend: str) -> bool:
+    """Return whether the cache ``BACKEND`` path names django-redis' cache or a subclass of it."""
+    try:
+        return issubclass(import_string(backend), import_string(DJANGO_REDIS))
+    except ImportError:
+        return False
+
+
+def check_cache(**kwargs: Any) -> list[CheckMessage]:
+    """Return errors about the cache the cache store uses, when ``IDEMPOTENCY_STORE`` is cache."""
+    if raw("STORE") != conf_module.STORE_CACHE:
+        return []
+    alias = raw("CACHE_ALIAS")
+    config = settings.CACHES.get(alias)
+    if config is None:
+        return [message("E012", value=alias)]
+    backend = str(config.get("BACKEND", ""))
+    if backend.endswith("dummy.DummyCache"):
+        return [message("E013", alias=alias)]
+    if backend.endswith(UNSHARED_CACHES):
+        return [message("E014", alias=alias, backend=backend)]
+    if not is_django_redis(backend):
+        return [message("E015", alias=alias, backend=backend)]
+    return []
+
+
+def check_redis_eviction(
+    *, databases: Collection[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Return a warning when Redis may evict the cache store's records.
+
+    It connects to Redis, so like Django's database checks it runs only when asked for with
+    ``manage.py check --database <alias>`` (and during ``migrate``).
+    """
+    if not databases or raw("STORE") != conf_module.STORE_CACHE:
+        return []
+    alias = raw("CACHE_ALIAS")
+    config = settings.CACHES.get(alias)
+    if config is None or not is_django_redis(str(config.get("BACKEND", ""))):
+        return []
+    try:
+        from django_redis import get_redis_connection  # type: ignore[import-untyped]
+
+        policy = get_redis_connection(alias).info("memory").get("maxmemory_policy")
+    except Exception as exc:  # a check reports an unreachable Redis; it must not crash
+        return [message("W004", alias=alias, error=exc)]
+    if policy != "noeviction":
+        return [message("W003", alias=alias, policy=policy)]
+    return []
