@@ -46,9 +46,9 @@ MINIMUM = {
         "(plus one SELECT per poll when IDEMPOTENCY_WAIT > 0)"
     ),
     "first execution (lease)": (
-        "the lookup, the claim committed at once (BEGIN, INSERT, COMMIT; a lone INSERT in "
-        "autocommit would do, 2 fewer), the view in its own transaction, then the UPDATE that "
-        "saves the response if the fencing token still matches (autocommit): +5, floor +3"
+        "the lookup, the claim committed at once (one INSERT in autocommit), the view in its "
+        "own transaction, then the UPDATE that saves the response if the fencing token still "
+        "matches (autocommit): +3"
     ),
     "without a key (lease view)": "0 added: the view's own BEGIN, INSERT, COMMIT",
     "without a key": "0 added: no key, nothing to look up (the view's own INSERT, autocommit)",

@@ -105,9 +105,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "W005": (
         "ATOMIC_REQUESTS is True on database {alias!r} while IDEMPOTENCY_MODE is 'lease' with "
         "the database store.",
-        "A lease claim cannot commit before the view inside the request's transaction, so "
-        "duplicates cannot see it. Mark lease views @transaction.non_atomic_requests, set "
-        "IDEMPOTENCY_STORE = 'cache', or turn ATOMIC_REQUESTS off.",
+        "A lease claim cannot commit before the view inside the request's transaction, so lease "
+        "views then claim inside it and behave as in atomic mode. Mark lease views "
+        "@transaction.non_atomic_requests, set IDEMPOTENCY_STORE = 'cache', or turn "
+        "ATOMIC_REQUESTS off.",
     ),
     "W006": (
         "IDEMPOTENCY_TTL ({ttl}) is shorter than IDEMPOTENCY_LEASE ({lease}).",
