@@ -32,6 +32,7 @@ from django_idempotency.stores.base import (
     next_fencing_token,
 )
 from django_idempotency.stores.locking import bounded_lock_wait, is_deadlock, is_lock_conflict
+from django_idempotency.stores.lookup import compiled_lookup
 
 UNREACHABLE = (OperationalError, InterfaceError)
 
@@ -76,15 +77,13 @@ class DatabaseStore:
         Raise ``ClaimBusy`` when the database refuses the read because a writer holds a lock.
         """
         try:
-            row = IdempotencyKey.objects.using(self.using).get(scope=scope, key=key)
-        except IdempotencyKey.DoesNotExist:
-            return None
+            row = compiled_lookup(self.using).find(self.using, scope, key)
         except UNREACHABLE as exc:
             # SQLite's shared-cache databases lock whole tables: a reader meets the writer.
             if is_lock_conflict(connections[self.using], exc):
                 raise ClaimBusy from exc
             raise StoreUnavailable(str(exc)) from exc
-        return to_record(row)
+        return None if row is None else to_record(row)
 
     @contextmanager
     def atomic_claim(
