@@ -23,6 +23,8 @@ class IdempotencyConfig(AppConfig):
         from django_idempotency import checks
 
         register(checks.check_settings, CHECK_TAG)
-        register(checks.check_database, CHECK_TAG, Tags.database)
+        # Reads only the database settings, so it runs with every `check` (Django 6.1 runs
+        # checks tagged "database" only with `check --database`).
+        register(checks.check_database, CHECK_TAG)
         register(checks.check_cache, CHECK_TAG, Tags.caches)
         register(checks.check_redis_eviction, CHECK_TAG, Tags.caches, Tags.database)

@@ -161,7 +161,8 @@ def test_search_matches_key_exactly_and_scope_or_path_by_prefix(viewer, records,
 def hierarchy(response):
     """Return the date hierarchy's links as (year, month, day) query values."""
     html = response.content.decode()
-    start = html.index('<nav class="toplinks">')
+    # Django 6.1 added attributes to the <nav>.
+    start = re.search(r'<nav class="toplinks"[^>]*>', html).start()
     nav = html[start : html.index("</nav>", start)]
     return set(re.findall(r"created_at__(year|month|day)=(\d+)", nav))
 

@@ -22,7 +22,8 @@ DJANGO_REDIS = "django_redis.cache.RedisCache"
 SQLITE = connections["default"].vendor == "sqlite"
 
 
-pytestmark = pytest.mark.django_db  # Django 6.1's check command reads the database
+# Django 6.1's check command reads every database.
+pytestmark = pytest.mark.django_db(databases=["default", "other"])
 
 
 def ids(issues):
@@ -295,7 +296,7 @@ def test_redis_checks_run_only_when_databases_are_checked():
         assert "django_idempotency.W004" not in check_command()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(databases=["default", "other"])
 def test_unreachable_redis_is_a_warning():
     caches = {
         "idem": {
@@ -315,7 +316,7 @@ def test_unreachable_redis_is_a_warning():
 
 
 @pytest.mark.redis
-@pytest.mark.django_db
+@pytest.mark.django_db(databases=["default", "other"])
 def test_redis_that_may_evict_keys_is_a_warning():
     from django_redis import get_redis_connection
 
