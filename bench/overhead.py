@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postgres import create_database
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/idem_bench"
@@ -56,15 +58,6 @@ def environment(database_url: str) -> dict[str, str]:
         "DJANGO_SETTINGS_MODULE": "overhead_settings",
         "PYTHONPATH": os.pathsep.join(paths),
     }
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            admin.execute(f'CREATE DATABASE "{name}"')
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -242,7 +235,7 @@ def main() -> int:
     args = parser.parse_args()
 
     env = environment(args.database_url)
-    ensure_database(args.database_url)
+    create_database(args.database_url)
     manage(env, "migrate", "--noinput", "-v", "0")
     token = manage(env, "shell", "-c", TOKEN_SCRIPT).strip().splitlines()[-1]
     with tempfile.TemporaryDirectory(prefix="idem-overhead-") as scratch:

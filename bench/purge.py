@@ -30,6 +30,8 @@ from datetime import datetime, timezone
 from io import StringIO
 from pathlib import Path
 
+from postgres import create_database
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/idem_bench_purge"
 
@@ -122,25 +124,6 @@ def main() -> int:
         f"  purge under load: {deleted:,} rows in {elapsed:.1f} s = {deleted / elapsed:,.0f} rows/s"
     )
     return 0
-
-
-def create_database(url: str) -> None:
-    """Create the benchmark database unless it exists."""
-    import dj_database_url
-    import psycopg
-
-    config = dj_database_url.parse(url)
-    if not config["ENGINE"].endswith("postgresql"):
-        raise SystemExit(f"--database-url must name a PostgreSQL database, not {url!r}")
-    dsn = (
-        f"host={config['HOST']} port={config['PORT'] or 5432} user={config['USER']} dbname=postgres"
-    )
-    with psycopg.connect(dsn, autocommit=True) as admin:
-        exists = admin.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]]
-        ).fetchone()
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{config["NAME"]}"')
 
 
 def print_machine() -> None:

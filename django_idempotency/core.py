@@ -20,11 +20,10 @@ from django_idempotency.conf import (
 from django_idempotency.decisions import (
     BUSY,
     MAX_CLAIM_ATTEMPTS,
-    MISMATCH,
     Finalize,
     Trace,
     View,
-    decide,
+    settled,
 )
 from django_idempotency.events import (
     EXECUTED,
@@ -51,7 +50,7 @@ from django_idempotency.exceptions import (
 )
 from django_idempotency.lease import run_lease
 from django_idempotency.policy import Policy
-from django_idempotency.responses import capture, drf_view, replay
+from django_idempotency.responses import capture, drf_view
 from django_idempotency.scope import compose_scope, principal
 from django_idempotency.stores.base import (
     ClaimBusy,
@@ -228,12 +227,9 @@ def _run_atomic(
 ) -> HttpResponseBase:
     record = store.lookup(claim.scope, claim.key)
     for _attempt in range(MAX_CLAIM_ATTEMPTS):
-        decision, stored = decide(record, claim)
-        if stored is not None:
-            trace.decision = REPLAYED
-            return replay(stored, policy)
-        if decision == MISMATCH:
-            raise KeyMismatch(status=policy.mismatch_status)
+        decision, replayed = settled(record, claim, policy, trace)
+        if replayed is not None:
+            return replayed
         if decision == BUSY:
             break
         try:

@@ -21,16 +21,15 @@ from django.http import HttpResponseBase
 from django_idempotency.decisions import (
     BUSY,
     MAX_CLAIM_ATTEMPTS,
-    MISMATCH,
     Finalize,
     Trace,
     View,
-    decide,
+    settled,
 )
-from django_idempotency.events import EXECUTED, LEASE_LOST, RELEASED, REPLAYED, UNAVAILABLE
-from django_idempotency.exceptions import KeyMismatch, RequestInProgress
+from django_idempotency.events import EXECUTED, LEASE_LOST, RELEASED, UNAVAILABLE
+from django_idempotency.exceptions import RequestInProgress
 from django_idempotency.policy import Policy
-from django_idempotency.responses import capture, replay
+from django_idempotency.responses import capture
 from django_idempotency.stores.base import (
     ClaimRequest,
     ClaimTaken,
@@ -64,12 +63,9 @@ def run_lease(
     record = store.lookup(claim.scope, claim.key)
     claims = 0
     while True:
-        decision, stored = decide(record, claim)
-        if stored is not None:
-            trace.decision = REPLAYED
-            return replay(stored, policy)
-        if decision == MISMATCH:
-            raise KeyMismatch(status=policy.mismatch_status)
+        decision, replayed = settled(record, claim, policy, trace)
+        if replayed is not None:
+            return replayed
         if decision == BUSY or claims >= MAX_CLAIM_ATTEMPTS:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import (
@@ -52,12 +53,7 @@ class AtomicClaim:
     def complete(self, response: StoredResponse, *, now: datetime, expires_at: datetime) -> None:
         """Save the response on the claimed record, in the same transaction."""
         IdempotencyKey.objects.using(self.using).filter(pk=self.pk).update(
-            status=COMPLETED,
-            response_status=response.status,
-            response_headers=[list(pair) for pair in response.headers],
-            response_body=response.body,
-            completed_at=now,
-            expires_at=expires_at,
+            **completed(response, now=now, expires_at=expires_at)
         )
 
     def release(self) -> None:
@@ -176,16 +172,7 @@ class DatabaseStore:
         self, lease: Lease, response: StoredResponse, *, now: datetime, expires_at: datetime
     ) -> bool:
         """Store the response if ``lease`` still owns its key; return whether it did."""
-        return self._write(
-            lease,
-            status=COMPLETED,
-            response_status=response.status,
-            response_headers=[list(pair) for pair in response.headers],
-            response_body=response.body,
-            completed_at=now,
-            expires_at=expires_at,
-            lease_expires_at=None,
-        )
+        return self._write(lease, **completed(response, now=now, expires_at=expires_at))
 
     def release(self, lease: Lease) -> bool:
         """Delete the claim if ``lease`` still owns its key; return whether it did."""
@@ -237,6 +224,19 @@ class DatabaseStore:
             setattr(row, name, value)
         row.save(update_fields=[*fields, *cleared])
         return row.pk
+
+
+def completed(response: StoredResponse, *, now: datetime, expires_at: datetime) -> dict[str, Any]:
+    """Return the column values of a record that holds ``response``, kept until ``expires_at``."""
+    return {
+        "status": COMPLETED,
+        "response_status": response.status,
+        "response_headers": [list(pair) for pair in response.headers],
+        "response_body": response.body,
+        "completed_at": now,
+        "expires_at": expires_at,
+        "lease_expires_at": None,
+    }
 
 
 def to_record(row: IdempotencyKey) -> Record:
