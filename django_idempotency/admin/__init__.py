@@ -48,6 +48,20 @@ else:
     ModelAdmin = admin.ModelAdmin
 
 
+#: The detail page's two groups: what the first request sent, and what became of it.
+REQUEST_FIELDS = ("scope", "key", "method", "path", "fingerprint", "created_at")
+RESPONSE_FIELDS = (
+    "state",
+    "response_status",
+    "completed_at",
+    "expires_at",
+    "lease_expires_at",
+    "fencing_token",
+    "headers",
+    "body",
+)
+
+
 @admin.register(IdempotencyKey)
 class IdempotencyKeyAdmin(ModelAdmin):
     """Read-only list and detail pages, plus the purge and release actions."""
@@ -79,42 +93,11 @@ class IdempotencyKeyAdmin(ModelAdmin):
         "admin/django_idempotency/idempotencykey/release_selected_confirmation.html"
     )
     fieldsets = (
-        (
-            _("Request"),
-            {"fields": ("scope", "key", "method", "path", "fingerprint", "created_at")},
-        ),
-        (
-            _("Response"),
-            {
-                "fields": (
-                    "state",
-                    "response_status",
-                    "completed_at",
-                    "expires_at",
-                    "lease_expires_at",
-                    "fencing_token",
-                    "headers",
-                    "body",
-                )
-            },
-        ),
+        (_("Request"), {"fields": REQUEST_FIELDS}),
+        (_("Response"), {"fields": RESPONSE_FIELDS}),
     )
-    readonly_fields = (
-        "scope",
-        "key",
-        "method",
-        "path",
-        "fingerprint",
-        "created_at",
-        "state",
-        "response_status",
-        "completed_at",
-        "expires_at",
-        "lease_expires_at",
-        "fencing_token",
-        "headers",
-        "body",
-    )
+    # Nothing is editable: every field shown on the detail page is read-only.
+    readonly_fields = REQUEST_FIELDS + RESPONSE_FIELDS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IdempotencyKey]:
         """Return the records without their bodies, which only the detail page loads."""
