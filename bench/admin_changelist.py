@@ -14,13 +14,12 @@ starts again.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from postgres import create_database
+from postgres import setup_django
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/idem_bench_admin"
@@ -75,28 +74,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="default: 1000000")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per page; default: 7")
     parser.add_argument("--reseed", action="store_true", help="empty the table and fill it again")
-    parser.add_argument(
-        "--scope-pattern-index",
-        action="store_true",
-        help="add a varchar_pattern_ops index on scope (dropped again without this flag)",
-    )
     parser.add_argument("--database-url", default=DEFAULT_URL, help=f"default: {DEFAULT_URL}")
     args = parser.parse_args()
     if args.rows < 1 or args.runs < 1:
         parser.error("--rows and --runs must be positive")
 
-    create_database(args.database_url)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django(args.database_url)
     seed(args.rows, reseed=args.reseed)
-    scope_pattern_index(wanted=args.scope_pattern_index)
     run_pages(args.runs)
     return 0
 
@@ -117,22 +101,6 @@ def seed(rows: int, *, reseed: bool) -> None:
         cursor.execute(SEED, {"rows": rows})
         cursor.execute("VACUUM ANALYZE django_idempotency_idempotencykey")
     print(f"Seeded {rows} records in {time.perf_counter() - started:.1f} s.")
-
-
-def scope_pattern_index(*, wanted: bool) -> None:
-    """Create or drop the index that lets PostgreSQL serve scope prefix searches."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if wanted:
-            cursor.execute(
-                "CREATE INDEX IF NOT EXISTS bench_idem_scope_pattern_idx"
-                " ON django_idempotency_idempotencykey (scope varchar_pattern_ops)"
-            )
-            cursor.execute("ANALYZE django_idempotency_idempotencykey")
-        else:
-            cursor.execute("DROP INDEX IF EXISTS bench_idem_scope_pattern_idx")
-    print(f"Scope pattern index: {'yes' if wanted else 'no'}.")
 
 
 def pages() -> list[tuple[str, str]]:

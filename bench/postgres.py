@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def create_database(url: str) -> None:
     """Create the PostgreSQL database that ``url`` names unless it exists."""
@@ -20,3 +26,17 @@ def create_database(url: str) -> None:
         ).fetchone()
         if not exists:
             admin.execute(f'CREATE DATABASE "{config["NAME"]}"')
+
+
+def setup_django(url: str) -> None:
+    """Create and migrate the database at ``url``, with Django set up on the test settings."""
+    create_database(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)

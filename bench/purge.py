@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from io import StringIO
 from pathlib import Path
 
-from postgres import create_database
+from postgres import setup_django
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/idem_bench_purge"
@@ -86,18 +86,10 @@ def main() -> int:
     if min([args.rows, args.live, args.clients, *args.batch_size]) < 1 or args.baseline <= 0:
         parser.error("--rows, --live, --clients, --batch-size and --baseline must be positive")
 
-    create_database(args.database_url)
-    os.environ["DATABASE_URL"] = args.database_url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    setup_django(args.database_url)
 
     from django_idempotency.conf import conf
 
-    call_command("migrate", verbosity=0)
     print_machine()
     default = conf.PURGE_BATCH_SIZE
     print(f"\nPurge alone ({args.rows:,} expired + {args.live:,} live records, 1 KiB bodies):")

@@ -172,12 +172,14 @@ def _run(
     try:
         if policy.mode == MODE_LEASE:
             store = lease_store(policy)
-            if not _inside_transaction(store):
+            if not isinstance(store, DatabaseStore) or not connections[store.using].in_atomic_block:
                 return run_lease(store, claim, view, policy, finalize, trace)
             # A claim cannot commit before the transaction around the view does (ATOMIC_REQUESTS,
             # a test case): the claim then lives in that transaction, exactly as in atomic mode.
             trace.detail = "lease mode inside a transaction: the claim commits with it"
-        return _run_atomic(DatabaseStore(), claim, view, policy, finalize, trace)
+        else:
+            store = DatabaseStore()
+        return _run_atomic(store, claim, view, policy, finalize, trace)
     except ClaimBusy as exc:
         raise RequestInProgress(
             status=policy.in_progress_status, retry_after=policy.retry_after
@@ -198,10 +200,6 @@ def lease_store(policy: Policy) -> LeaseStore:
 
         return CacheStore()
     return DatabaseStore()
-
-
-def _inside_transaction(store: LeaseStore) -> bool:
-    return isinstance(store, DatabaseStore) and connections[store.using].in_atomic_block
 
 
 def fingerprint_for(request: HttpRequest, policy: Policy) -> str:

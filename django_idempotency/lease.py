@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+from contextlib import nullcontext
 from types import TracebackType
 
 from django.db import connections
@@ -100,7 +101,7 @@ def _execute(
     trace: Trace,
 ) -> HttpResponseBase:
     try:
-        with Heartbeat(store, lease, policy) if policy.heartbeat else _NoHeartbeat():
+        with Heartbeat(store, lease, policy) if policy.heartbeat else nullcontext():
             response = finalize(view())
     except BaseException:
         trace.decision, trace.detail = RELEASED, "the view raised"
@@ -136,14 +137,6 @@ def _release(store: LeaseStore, lease: Lease) -> None:
         logger.warning(
             "idempotency: could not release a lease-mode claim; it expires with its lease"
         )
-
-
-class _NoHeartbeat:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
 
 
 class Heartbeat:

@@ -17,7 +17,6 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.views import APIView
 
 from django_idempotency.conf import ANONYMOUS_REJECT, REPLAY_CONFLICT, conf
-from django_idempotency.decorators import idempotent
 from django_idempotency.mixins import IdempotentMixin
 from django_idempotency.policy import Policy
 from django_idempotency.responses import PROBLEM_CONTENT_TYPE
@@ -56,24 +55,16 @@ def _probe(request: HttpRequest) -> HttpResponse:  # pragma: no cover - never ca
 
 
 @functools.cache
-def _wrapper_codes() -> tuple[object, object]:
-    """Return the code objects of ``@idempotent``'s wrapper and of ``@api_view``'s handler."""
-    decorated: Any = idempotent(_probe)
+def _api_view_code() -> object:
+    """Return the code object of the handler that ``@api_view`` builds around a function."""
     wrapped_view: Any = api_view(["POST"])(_probe)
-    return decorated.__code__, wrapped_view.cls.post.__code__
+    return wrapped_view.cls.post.__code__
 
 
 def decorator_options(function: object) -> dict[str, Any] | None:
     """Return the ``@idempotent`` options of ``function``, or ``None`` when it is not decorated."""
     options = getattr(function, "idempotency_options", None)
-    if options is not None:
-        return dict(options)
-    function = getattr(function, "__func__", function)
-    if getattr(function, "__code__", None) is not _wrapper_codes()[0]:
-        return None
-    # The decorator keeps its options in the wrapper's closure.
-    found: dict[str, Any] = inspect.getclosurevars(cast(Any, function)).nonlocals["options"]
-    return dict(found)
+    return None if options is None else dict(options)
 
 
 def view_handler(view: APIView, method: str) -> Callable[..., Any] | None:
@@ -83,7 +74,7 @@ def view_handler(view: APIView, method: str) -> Callable[..., Any] | None:
     if handler is None:
         handler = getattr(view, method.lower(), None)
     function = getattr(handler, "__func__", handler)
-    if getattr(function, "__code__", None) is _wrapper_codes()[1]:
+    if getattr(function, "__code__", None) is _api_view_code():
         # @api_view's handler calls the decorated function it closes over.
         inner: Callable[..., Any] = inspect.getclosurevars(cast(Any, function)).nonlocals["func"]
         return inner
@@ -101,7 +92,7 @@ def view_policy(view: APIView, method: str) -> Policy | None:
         options = decorator_options(view_handler(view, method))
         if options is None:
             return None
-        policy = Policy.build(**options)
+        policy = Policy.cached(**options)
     return policy if method in policy.methods else None
 
 

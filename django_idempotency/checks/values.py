@@ -10,11 +10,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from django_idempotency import conf as conf_module
 from django_idempotency.checks.catalogue import message
-from django_idempotency.conf import KEY_COLUMN_LENGTH, Settings
+from django_idempotency.conf import KEY_COLUMN_LENGTH, Settings, as_timedelta
 
 PREFIX = "IDEMPOTENCY_"
 DOCS = "https://django-idempotency.readthedocs.io/en/latest/"
@@ -52,9 +53,11 @@ def is_strings(value: object) -> bool:
 
 def as_duration(value: object) -> timedelta | None:
     """Return ``value`` as a positive ``timedelta``, or ``None`` when it is not one."""
-    if is_number(value):
-        value = timedelta(seconds=value)  # type: ignore[arg-type]
-    return value if isinstance(value, timedelta) and value > timedelta(0) else None
+    try:
+        duration = as_timedelta(value, "")
+    except ImproperlyConfigured:
+        return None
+    return duration if duration > timedelta(0) else None
 
 
 def check_settings(**kwargs: Any) -> list[CheckMessage]:

@@ -13,8 +13,10 @@ from django.test import RequestFactory
 from django.urls import Resolver404, resolve
 
 from django_idempotency.conf import conf
+from django_idempotency.core import fingerprint_for as engine_fingerprint
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.policy import Policy
+from django_idempotency.scope import compose_scope
 
 #: The states :func:`make_key_record` can create.
 COMPLETED = "completed"
@@ -46,7 +48,8 @@ def scope_for(method: str, path: str, *, user: Any = None) -> str:
     """Return the scope a request to ``path`` by ``user`` lives in, per ``IDEMPOTENCY_SCOPE``."""
     request = _request(method, path)
     request.user = user if user is not None else AnonymousUser()
-    return conf.SCOPE(request)
+    # As the engine stores it: a scope longer than its column is kept as its digest.
+    return compose_scope(conf.SCOPE(request))
 
 
 def fingerprint_for(
@@ -62,8 +65,7 @@ def fingerprint_for(
     ``options`` are the view's fingerprint options (``fingerprint``, ``fingerprint_include``,
     ``fingerprint_exclude``), as given to ``@idempotent``.
     """
-    fingerprint = Policy.build(**options).fingerprint
-    return "" if fingerprint is None else fingerprint(_request(method, path, data, content_type))
+    return engine_fingerprint(_request(method, path, data, content_type), Policy.cached(**options))
 
 
 def make_key_record(
