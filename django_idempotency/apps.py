@@ -28,3 +28,4 @@ class IdempotencyConfig(AppConfig):
         register(checks.check_database, CHECK_TAG)
         register(checks.check_cache, CHECK_TAG, Tags.caches)
         register(checks.check_redis_eviction, CHECK_TAG, Tags.caches, Tags.database)
+        register(checks.check_identity, CHECK_TAG, Tags.database)

@@ -48,13 +48,20 @@ DEFAULT_TTL = timedelta(hours=24)
 DEFAULT_STORE_STATUSES = frozenset(range(200, 400))
 DEFAULT_MAX_BODY_SIZE = 1024 * 1024
 DEFAULT_REPLAY = REPLAY_RESPONSE
+#: What makes a replay the same representation: its metadata and validators, where it points,
+#: and what caches may do with it (a replay must not be cacheable where the original was not).
 DEFAULT_REPLAY_HEADERS = (
     "Content-Type",
+    "Content-Encoding",
     "Content-Language",
+    "Content-Location",
     "Content-Disposition",
     "Location",
     "ETag",
     "Last-Modified",
+    "Cache-Control",
+    "Expires",
+    "Vary",
 )
 DEFAULT_REPLAYED_HEADER = REPLAYED_HEADER
 DEFAULT_LOCK_TIMEOUT = 5.0
@@ -70,8 +77,9 @@ DEFAULT_WAIT = 0.0
 DEFAULT_FAIL_OPEN = False
 DEFAULT_HEARTBEAT = False
 DEFAULT_PURGE_BATCH_SIZE = 1000
-DEFAULT_ANONYMOUS = ANONYMOUS_SHARED
+DEFAULT_ANONYMOUS = ANONYMOUS_REJECT
 DEFAULT_SCOPE = "django_idempotency.scope.default_scope"
+DEFAULT_PRINCIPAL = "django_idempotency.scope.principal"
 DEFAULT_FINGERPRINT = "django_idempotency.fingerprint.default_fingerprint"
 DEFAULT_FINGERPRINT_INCLUDE = None
 DEFAULT_FINGERPRINT_EXCLUDE: tuple[str, ...] = ()
@@ -255,8 +263,14 @@ class Settings:
 
     @property
     def ANONYMOUS(self) -> str:
-        """Return the policy for requests without an authenticated user."""
+        """Return what a keyed request with no principal gets: reject (default), shared or bypass."""
         return str(getattr(settings, "IDEMPOTENCY_ANONYMOUS", DEFAULT_ANONYMOUS))
+
+    @property
+    def PRINCIPAL(self) -> Callable[..., str | None]:
+        """Return the function that names a request's caller, ``None`` for nobody."""
+        value = getattr(settings, "IDEMPOTENCY_PRINCIPAL", DEFAULT_PRINCIPAL)
+        return resolve_callable(value, "IDEMPOTENCY_PRINCIPAL")  # type: ignore[no-any-return]
 
     @property
     def SCOPE(self) -> Callable[..., str]:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
-from django.db import connections
+from django.db import DatabaseError, connections, transaction
 from django.http import HttpRequest, HttpResponseBase
 
 from django_idempotency.conf import (
     ANONYMOUS_BYPASS,
-    ANONYMOUS_REJECT,
+    ANONYMOUS_SHARED,
     FINGERPRINT_COLUMN_LENGTH,
     KEY_COLUMN_LENGTH,
     MODE_LEASE,
@@ -28,6 +29,7 @@ from django_idempotency.decisions import (
 from django_idempotency.events import (
     EXECUTED,
     IN_PROGRESS,
+    LEASE_LOST,
     REJECTED,
     RELEASED,
     REPLAYED,
@@ -47,20 +49,26 @@ from django_idempotency.exceptions import (
     KeyMissing,
     RequestInProgress,
     StorageUnavailable,
+    TransactionAborted,
 )
+from django_idempotency.keys import MaskedKey
 from django_idempotency.lease import run_lease
 from django_idempotency.policy import Policy
 from django_idempotency.responses import capture, drf_view
-from django_idempotency.scope import compose_scope, principal
+from django_idempotency.scope import ANONYMOUS_PRINCIPAL, compose_scope, route
 from django_idempotency.stores.base import (
     ClaimBusy,
     ClaimRequest,
     ClaimTaken,
+    IdentityFolded,
     LeaseStore,
     Record,
     StoreUnavailable,
 )
 from django_idempotency.stores.database import DatabaseStore
+from django_idempotency.stores.locking import is_aborted_transaction, is_serializable
+
+logger = logging.getLogger("django_idempotency")
 
 HANDLED = "_idempotency_handled"
 
@@ -70,6 +78,7 @@ ERROR_DECISIONS: dict[type[IdempotencyError], str] = {
     RequestInProgress: IN_PROGRESS,
     AlreadyProcessed: REPLAYED,
     StorageUnavailable: UNAVAILABLE,
+    TransactionAborted: RELEASED,
 }
 
 
@@ -139,30 +148,40 @@ def handle(request: HttpRequest, view: View, policy: Policy) -> HttpResponseBase
 
 def _claim_request(request: HttpRequest, policy: Policy, trace: Trace) -> ClaimRequest | None:
     """Return the request's claim, or ``None`` when the view runs unprotected."""
-    key = policy.key(request)
-    if key is None:
+    raw_key = policy.key(request)
+    if raw_key is None:
         if policy.required:
             raise KeyMissing
         trace.decision, trace.detail = UNPROTECTED, "no key"
         return None
-    if principal(request) is None:
-        if policy.anonymous == ANONYMOUS_REJECT:
-            raise AuthenticationRequired
+    key = MaskedKey(raw_key)
+    del raw_key
+    caller = policy.principal(request)
+    if caller is None:
+        # A keyed request from nobody in particular: sharing one scope among every such caller
+        # is opted into per view, never assumed (fail closed).
         if policy.anonymous == ANONYMOUS_BYPASS:
             trace.decision, trace.detail = UNPROTECTED, "anonymous request bypassed"
             return None
+        if policy.anonymous != ANONYMOUS_SHARED:
+            raise AuthenticationRequired
+    if policy.scope is None:
+        method = (request.method or "").upper()
+        scope = compose_scope(caller or ANONYMOUS_PRINCIPAL, method, route(request))
+    else:
+        scope = compose_scope(policy.scope(request))
     if not 0 < len(key) <= KEY_COLUMN_LENGTH:
         # Keys from a custom hook skip the header parser's bounds; the column still has them.
         raise KeyInvalid(f"The Idempotency-Key must be 1 to {KEY_COLUMN_LENGTH} characters long.")
-    claim = ClaimRequest(
-        scope=compose_scope(policy.scope(request)),
+    return ClaimRequest(
+        scope=scope,
         key=key,
         method=(request.method or "").upper(),
         path=request.get_full_path(),
         fingerprint=fingerprint_for(request, policy),
         now=policy.clock(),
+        ttl=policy.ttl,
     )
-    return claim
 
 
 def _run(
@@ -179,10 +198,29 @@ def _run(
             trace.detail = "lease mode inside a transaction: the claim commits with it"
         else:
             store = DatabaseStore()
-        return _run_atomic(store, claim, view, policy, finalize, trace)
+        try:
+            response = _run_atomic(store, claim, view, policy, finalize, trace)
+        except IdempotencyError:
+            _discard_outer_transaction(store)
+            raise
+        if trace.decision == REPLAYED:
+            _discard_outer_transaction(store)
+        return response
     except ClaimBusy as exc:
-        raise RequestInProgress(
-            status=policy.in_progress_status, retry_after=policy.retry_after
+        raise _busy(exc, policy) from exc
+    except IdentityFolded as exc:
+        logger.error(
+            "idempotency: the key records on database %r compare keys inexactly (case-, accent- "
+            "or space-insensitive collation); the request was refused. Run "
+            "'manage.py check --database %s' and migrate django_idempotency.",
+            exc.using,
+            exc.using,
+        )
+        trace.detail = "the store compares keys inexactly"
+        raise StorageUnavailable(
+            "The idempotency store cannot tell this key from another one; the request was not "
+            "processed.",
+            retry_after=policy.retry_after,
         ) from exc
     except StoreUnavailable as exc:
         if not policy.fail_open:
@@ -191,6 +229,19 @@ def _run(
     trace.decision = UNAVAILABLE
     trace.detail = "fail open: the store is unreachable, the view ran unprotected"
     return view()
+
+
+def _discard_outer_transaction(store: DatabaseStore) -> None:
+    """Mark a surrounding transaction (``ATOMIC_REQUESTS``) for rollback: the view did not run.
+
+    A replay or a refusal wrote nothing, yet under PostgreSQL's SERIALIZABLE its lookup still
+    takes part in the commit-time checks, and the commit could fail with a serialization error
+    (a 500) after the answer was decided. Rolling the request's transaction back has nothing to
+    lose. Only there: Django refuses further queries in a transaction marked for rollback.
+    """
+    connection = connections[store.using]
+    if connection.in_atomic_block and is_serializable(connection):
+        transaction.set_rollback(True, using=store.using)
 
 
 def lease_store(policy: Policy) -> LeaseStore:
@@ -236,9 +287,23 @@ def _run_atomic(
             record = store.lookup(claim.scope, claim.key)
         except ClaimBusy as busy:
             if not busy.retryable:
-                break
+                raise _busy(busy, policy) from busy
             record = store.lookup(claim.scope, claim.key)
     raise RequestInProgress(status=policy.in_progress_status, retry_after=policy.retry_after)
+
+
+def _busy(busy: ClaimBusy, policy: Policy) -> RequestInProgress:
+    """Return the 409 for a claim that could not get its lock in time.
+
+    SQLite locks the whole database, so there the lock says nothing about this key.
+    """
+    if busy.database_locked:
+        return RequestInProgress(
+            "The database is busy with another request; nothing was processed. Retry later.",
+            status=policy.in_progress_status,
+            retry_after=policy.retry_after,
+        )
+    return RequestInProgress(status=policy.in_progress_status, retry_after=policy.retry_after)
 
 
 def _execute_atomic(
@@ -261,8 +326,22 @@ def _execute_atomic(
                 else "response status not stored"
             )
             held.release()
-        else:
-            now = policy.clock()
-            held.complete(stored, now=now, expires_at=now + policy.ttl)
+            return response
+        now = policy.clock()
+        try:
+            kept = held.complete(stored, now=now, expires_at=now + policy.ttl)
+        except DatabaseError as exc:
+            if not is_aborted_transaction(connections[store.using], exc):
+                raise
+            held.release()
+            trace.detail = "the view caught a database error that aborted its transaction"
+            raise TransactionAborted from exc
+        if kept:
             trace.decision, trace.detail = EXECUTED, ""
+        else:
+            trace.decision = LEASE_LOST
+            trace.detail = (
+                "the claim was gone when the response was stored: a statement in the view "
+                "committed it early (DDL on MariaDB or MySQL) and it was deleted since"
+            )
     return response

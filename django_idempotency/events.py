@@ -35,6 +35,7 @@ SIGNALS: dict[str, Signal] = {
     IN_PROGRESS: signals.in_progress,
     RELEASED: signals.released,
     LEASE_LOST: signals.lease_lost,
+    REJECTED: signals.rejected,
 }
 
 LEVELS = {

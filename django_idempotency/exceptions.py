@@ -92,10 +92,16 @@ class AlreadyProcessed(IdempotencyError):
 
 
 class AuthenticationRequired(IdempotencyError):
-    """Anonymous requests may not use keys on this view."""
+    """A keyed request names no principal, and the view does not share keys among anonymous callers."""
 
     status_code = 403
-    default_detail = _("Idempotency-Key requests to this endpoint require authentication.")
+    default_detail = _(
+        "Idempotency-Key requests to this endpoint must come from an identified caller. "
+        "Authenticate the request. (For the API's developers: name the caller with a principal "
+        "function, IDEMPOTENCY_PRINCIPAL or principal=..., for example from request.auth; or, "
+        "only where every caller may see every other caller's responses, opt the view in with "
+        "anonymous='shared'.)"
+    )
     default_code = "idempotency_authentication_required"
     problem_slug = "authentication-required"
     title = _("Authentication required for idempotent requests")
@@ -109,3 +115,52 @@ class StorageUnavailable(IdempotencyError):
     default_code = "idempotency_storage_unavailable"
     problem_slug = "storage-unavailable"
     title = _("Idempotency store unavailable")
+
+
+class TransactionAborted(IdempotencyError):
+    """The view caught a database error that aborted its transaction; nothing was saved."""
+
+    status_code = 500
+    default_detail = _(
+        "The request failed: a database error inside it aborted its transaction, so nothing "
+        "was saved and the Idempotency-Key is still free. Retry with the same key."
+    )
+    default_code = "idempotency_transaction_aborted"
+    problem_slug = "transaction-aborted"
+    title = _("The request's transaction was aborted")
+
+
+class PayloadTooLarge(IdempotencyError):
+    """The body is over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, so it cannot be read to fingerprint it."""
+
+    status_code = 413
+    default_detail = _(
+        "The request body is too large to be checked against its Idempotency-Key. (For the "
+        "API's developers: the body is over DATA_UPLOAD_MAX_MEMORY_SIZE; raise that setting, or "
+        "give this view its own fingerprint function, or fingerprint=False.)"
+    )
+    default_code = "idempotency_payload_too_large"
+    problem_slug = "payload-too-large"
+    title = _("Request body too large to fingerprint")
+
+
+class TooManyFields(IdempotencyError):
+    """The body or query string has more fields than Django's limits allow."""
+
+    default_detail = _(
+        "The request has too many fields. (For the API's developers: the query string or body "
+        "has more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS, or more files than "
+        "DATA_UPLOAD_MAX_NUMBER_FILES, allows.)"
+    )
+    default_code = "idempotency_too_many_fields"
+    problem_slug = "too-many-fields"
+    title = _("Too many fields in the request")
+
+
+class MalformedBody(IdempotencyError):
+    """The body cannot be parsed as its ``Content-Type`` says (a multipart body without a boundary)."""
+
+    default_detail = _("The request body could not be parsed as its Content-Type says.")
+    default_code = "idempotency_malformed_body"
+    problem_slug = "malformed-body"
+    title = _("Malformed request body")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
@@ -87,3 +88,16 @@ def _message(exc: ValueError | ValidationError) -> str:
     if isinstance(exc, ValidationError):
         return " ".join(str(message) for message in exc.messages)
     return str(exc)
+
+
+class MaskedKey(str):
+    """A key that never shows itself in a ``repr``: error reports and debuggers print locals so.
+
+    It is a ``str`` in every other way, so the stores and drivers take it as the key itself.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        digest = hashlib.sha256(self.encode()).hexdigest()[:12]
+        return f"<Idempotency-Key sha256:{digest}>"

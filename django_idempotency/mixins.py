@@ -12,6 +12,7 @@ from rest_framework.request import Request
 
 from django_idempotency.core import handle
 from django_idempotency.policy import OPTIONS, Policy
+from django_idempotency.scope import default_scope
 
 
 class IdempotentMixin:
@@ -32,6 +33,7 @@ class IdempotentMixin:
     idempotency_replay: str | None = None
     idempotency_max_body_size: int | None = None
     idempotency_anonymous: str | None = None
+    idempotency_principal: Callable[[HttpRequest], str | None] | str | None = None
     idempotency_mode: str | None = None
     idempotency_store: str | None = None
     idempotency_lease: timedelta | int | float | None = None
@@ -54,10 +56,18 @@ class IdempotentMixin:
     def get_idempotency_policy(self) -> Policy:
         """Return the policy for this request: the class's options, settings, and this view's hooks."""
         self._idempotency_defaults = Policy.cached(**self.get_idempotency_options())
+        # Only the hooks a class overrides replace the policy's own functions.
+        cls = type(self)
         return self._idempotency_defaults.with_hooks(
-            key=self.get_idempotency_key,
-            scope=self.get_idempotency_scope,
-            fingerprint=self.get_idempotency_fingerprint,
+            key=self.get_idempotency_key
+            if cls.get_idempotency_key is not IdempotentMixin.get_idempotency_key
+            else None,
+            scope=self.get_idempotency_scope
+            if cls.get_idempotency_scope is not IdempotentMixin.get_idempotency_scope
+            else None,
+            fingerprint=self.get_idempotency_fingerprint
+            if cls.get_idempotency_fingerprint is not IdempotentMixin.get_idempotency_fingerprint
+            else None,
         )
 
     def get_idempotency_key(self, request: HttpRequest) -> str | None:
@@ -65,8 +75,11 @@ class IdempotentMixin:
         return self._idempotency_defaults.key(request)
 
     def get_idempotency_scope(self, request: HttpRequest) -> str:
-        """Return the scope the key lives in (by default: user, method and route)."""
-        return self._idempotency_defaults.scope(request)
+        """Return the scope the key lives in (by default: principal, method and route)."""
+        policy = self._idempotency_defaults
+        if policy.scope is not None:
+            return policy.scope(request)
+        return default_scope(request, principal=policy.principal)
 
     def get_idempotency_fingerprint(self, request: HttpRequest) -> str:
         """Return the fingerprint of the request's payload."""

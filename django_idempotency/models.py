@@ -14,6 +14,7 @@ from django_idempotency.conf import (
     SCOPE_COLUMN_LENGTH,
     conf,
 )
+from django_idempotency.identity import ExactCharField
 
 
 class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
@@ -42,9 +43,11 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
         """Delete the :meth:`expired` records in batches; return how many were deleted.
 
         Each batch of at most ``batch_size`` primary keys (default
-        ``IDEMPOTENCY_PURGE_BATCH_SIZE``) is deleted in its own short transaction, and the
-        expiry condition is checked again by the ``DELETE`` itself, so a key claimed anew
-        between the two is kept. ``on_batch`` is called with each batch's count. With
+        ``IDEMPOTENCY_PURGE_BATCH_SIZE``) is deleted in its own short transaction, which locks
+        the batch's records that are still expired (skipping any a request holds) and deletes
+        only those, so a key claimed anew is never deleted, whatever delete receivers are
+        connected. Receivers get each deleted record, as with ``QuerySet.delete()``.
+        ``on_batch`` is called with each batch's count. With
         ``dry_run`` nothing is deleted and the number of records due is returned. The
         queryset's database (``.using(...)``) is honoured; by default the model's write alias.
         """
@@ -55,6 +58,8 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
         due = self.using(using).expired(conf.CLOCK() if now is None else now)
         if dry_run:
             return int(due.count())
+        # MariaDB 10.5 cannot skip locked rows; the batch then waits for them instead.
+        skip_locked = transaction.get_connection(using).features.has_select_for_update_skip_locked
         total = 0
         last_pk: object = None
         while True:
@@ -65,7 +70,15 @@ class IdempotencyKeyQuerySet(models.QuerySet["IdempotencyKey"]):
             if not pks:
                 return total
             with transaction.atomic(using=using):
-                deleted, _per_model = due.filter(pk__in=pks).delete()
+                # With a delete receiver connected, Django loads the rows and deletes them by
+                # primary key without the expiry condition, so they must not change in between.
+                locked = list(
+                    due.filter(pk__in=pks)
+                    .order_by("pk")
+                    .select_for_update(skip_locked=skip_locked)
+                    .values_list("pk", flat=True)
+                )
+                deleted, _per_model = due.filter(pk__in=locked).delete()
             total += deleted
             last_pk = pks[-1]
             if on_batch is not None:
@@ -79,12 +92,12 @@ class IdempotencyKey(models.Model):
         IN_PROGRESS = "in_progress", _("in progress")
         COMPLETED = "completed", _("completed")
 
-    scope = models.CharField(
+    scope = ExactCharField(
         _("scope"),
         max_length=SCOPE_COLUMN_LENGTH,
         help_text=_("Who sent the key and to which operation: principal, method and route."),
     )
-    key = models.CharField(_("key"), max_length=KEY_COLUMN_LENGTH)
+    key = ExactCharField(_("key"), max_length=KEY_COLUMN_LENGTH)
     method = models.CharField(_("method"), max_length=16)
     path = models.TextField(
         _("path"), help_text=_("The full path of the first request, query string included.")
@@ -149,4 +162,4 @@ class IdempotencyKey(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.key
+        return str(self.key)

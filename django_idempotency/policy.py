@@ -45,6 +45,7 @@ OPTIONS = (
     "replay",
     "max_body_size",
     "anonymous",
+    "principal",
     "mode",
     "store",
     "lease",
@@ -75,6 +76,7 @@ class Options(TypedDict, total=False):
     replay: str
     max_body_size: int
     anonymous: str
+    principal: Callable[[HttpRequest], str | None] | str
     mode: str
     store: str
     lease: timedelta | int | float
@@ -111,7 +113,9 @@ class Policy:
     wait: float
     fail_open: bool
     heartbeat: bool
-    scope: Callable[[HttpRequest], str]
+    #: ``None``: the default scope, built by the engine from ``principal``, method and route.
+    scope: Callable[[HttpRequest], str] | None
+    principal: Callable[[HttpRequest], str | None]
     key: Callable[[HttpRequest], str | None]
     fingerprint: Callable[[HttpRequest], str] | None
     redact: Callable[..., Any] | None
@@ -176,7 +180,8 @@ class Policy:
             wait=float(pick("wait", conf.WAIT)),
             fail_open=bool(pick("fail_open", conf.FAIL_OPEN)),
             heartbeat=bool(pick("heartbeat", conf.HEARTBEAT)),
-            scope=resolve_callable(pick("scope", conf.SCOPE), "scope"),
+            scope=_custom_scope(resolve_callable(pick("scope", conf.SCOPE), "scope")),
+            principal=resolve_callable(pick("principal", conf.PRINCIPAL), "principal"),
             key=key,
             fingerprint=fingerprint,
             redact=resolve_callable(pick("redact", conf.REDACT), "redact"),
@@ -270,6 +275,15 @@ _POLICIES_MAX = 1024
 def _forget_policies(*, setting: str, **kwargs: Any) -> None:
     if setting.startswith("IDEMPOTENCY_") or setting in ("CACHES", "DATABASES"):
         _POLICIES.clear()
+
+
+def _custom_scope(
+    function: Callable[[HttpRequest], str],
+) -> Callable[[HttpRequest], str] | None:
+    """Return ``function``, or ``None`` when it is the default scope (the engine builds that one)."""
+    from django_idempotency.scope import default_scope
+
+    return None if function is default_scope else function
 
 
 def check_options(options: Collection[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 from django.http import HttpRequest
 from rest_framework.settings import api_settings
@@ -14,7 +15,12 @@ ANONYMOUS_PRINCIPAL = "anonymous"
 
 
 def principal(request: HttpRequest) -> str | None:
-    """Return ``"user:<pk>"`` for an authenticated user, ``None`` for an anonymous request."""
+    """Return ``"user:<pk>"`` for an authenticated user, ``None`` for an anonymous request.
+
+    The default ``IDEMPOTENCY_PRINCIPAL``. An API that authenticates callers without setting
+    ``request.user`` (API keys, partner tokens) names them with its own principal function,
+    for example from DRF's ``request.auth``.
+    """
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
@@ -45,10 +51,16 @@ def path_without_format(request: HttpRequest) -> str:
     return path.rstrip("/")
 
 
-def default_scope(request: HttpRequest) -> str:
-    """Return ``"<principal> <METHOD> <route>"``; anonymous requests share the ``anonymous`` principal."""
+def default_scope(
+    request: HttpRequest, *, principal: Callable[[HttpRequest], str | None] = principal
+) -> str:
+    """Return ``"<principal> <METHOD> <route>"``; a request with no principal gets ``anonymous``.
+
+    The engine builds this scope itself when no scope function is configured; it is public for
+    scope functions that add to it.
+    """
     return compose_scope(
-        principal(request) or ANONYMOUS_PRINCIPAL, request.method or "", route(request)
+        principal(request) or ANONYMOUS_PRINCIPAL, (request.method or "").upper(), route(request)
     )
 
 

@@ -22,4 +22,9 @@ in_progress = Signal()
 #: so the key is free again. (Keys released in the admin are logged, not signalled.)
 released = Signal()
 #: Lease mode: the view finished after its lease was taken over; its response was not stored.
+#: Atomic mode: the claim was gone when the response was to be stored (a statement in the view
+#: committed it early, and it was deleted since).
 lease_lost = Signal()
+#: The request was refused before any store was asked: a missing or malformed key, a body the
+#: fingerprint cannot read within Django's limits, a keyed request with no principal.
+rejected = Signal()

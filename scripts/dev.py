@@ -184,8 +184,10 @@ def run_tests(*, require_all: bool, only: str | None, pytest_args: list[str]) ->
         banner(f"test suite on {name}")
         env = {**os.environ, "PYTHONDEVMODE": "1", "DATABASE_URL": suites[name]}
         if require_all:
-            # CI: the browser test fails instead of skipping when Chromium is missing.
+            # CI: the browser test fails instead of skipping when Chromium is missing, and so
+            # do tests that start their own servers when a binary is missing.
             env["IDEMPOTENCY_REQUIRE_BROWSER"] = "1"
+            env["IDEMPOTENCY_REQUIRE_ALL"] = "1"
         if "redis" not in skipped:
             env["REDIS_URL"] = REDIS_URL
         started = time.monotonic()

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from tests.helpers import SignedInClient
 from tests.testapp import views
 
 
@@ -39,5 +42,25 @@ def _reset_executions():
 
 
 @pytest.fixture
+def events(caplog):
+    """Return the ``idempotency`` payloads of the records logged on the app's logger."""
+    caplog.set_level(logging.DEBUG, logger="django_idempotency")
+
+    def logged() -> list[dict]:
+        return [
+            r.idempotency
+            for r in caplog.records
+            if r.name == "django_idempotency" and hasattr(r, "idempotency")
+        ]
+
+    return logged
+
+
+@pytest.fixture
 def client():
+    return SignedInClient()
+
+
+@pytest.fixture
+def anonymous_client():
     return APIClient()

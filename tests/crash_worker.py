@@ -17,9 +17,9 @@ def main(url: str, key: str, body: str) -> int:
     import django
 
     django.setup()
-    from rest_framework.test import APIClient
+    from tests.helpers import SignedInClient
 
-    response = APIClient().post(url, json.loads(body), format="json", HTTP_IDEMPOTENCY_KEY=key)
+    response = SignedInClient().post(url, json.loads(body), format="json", HTTP_IDEMPOTENCY_KEY=key)
     print(response.status_code, flush=True)
     return 0
 

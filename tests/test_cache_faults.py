@@ -27,7 +27,7 @@ from rest_framework.test import APIClient
 
 from django_idempotency.events import UNAVAILABLE
 from django_idempotency.stores.cache import CacheStore
-from tests.helpers import assert_problem, post
+from tests.helpers import SignedInClient, assert_problem, post
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -41,7 +41,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def client() -> APIClient:
-    return APIClient(raise_request_exception=False)
+    return SignedInClient(raise_request_exception=False)
 
 
 def free_port() -> int:

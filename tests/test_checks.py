@@ -353,6 +353,7 @@ def test_every_check_is_registered():
         checks.check_database,
         checks.check_cache,
         checks.check_redis_eviction,
+        checks.check_identity,
     ):
         assert function in registered
     assert "idempotency" in registry.registry.tags_available()
@@ -360,7 +361,8 @@ def test_every_check_is_registered():
 
 def test_every_catalogued_check_is_tested_and_documented():
     tested = {code for _settings, code in TRIGGERED} | {code for *_rest, code in CACHE_CASES}
-    tested |= {"W002", "W003", "W004", "W005"}
+    # E016 is fired against a folding MariaDB column in tests/test_identity.py.
+    tested |= {"W002", "W003", "W004", "W005", "E016"}
     assert tested == set(CATALOGUE)
     docs = (Path(__file__).resolve().parent.parent / "docs" / "checks.md").read_text()
     for code in CATALOGUE:

@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from django_idempotency.models import IdempotencyKey
 from tests.factories import IdempotencyKeyFactory
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, signed_in_scope, signed_in_user
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -62,8 +62,7 @@ class Outcome:
 def send(url: str, data: dict, key: str, *, user: User | None = None) -> Outcome:
     """POST ``data`` with ``key`` from a fresh client on this thread's own connection."""
     client = APIClient(raise_request_exception=False)
-    if user is not None:
-        client.force_authenticate(user)
+    client.force_authenticate(user if user is not None else signed_in_user())
     depths: list[int] = []
 
     def observe(execute, sql, params, many, context):
@@ -222,6 +221,8 @@ class ConcurrencyTestCase(TransactionTestCase):
 
     def setUp(self) -> None:
         views.executions.clear()
+        # The threads' requests authenticate as the tester: create it before they start.
+        signed_in_user()
         if self.atomic_requests:
             patch = patched_database_settings("ATOMIC_REQUESTS", True)
             patch.__enter__()
@@ -265,7 +266,9 @@ class TestConcurrentDuplicates(ConcurrencyTestCase):
 
     def test_an_expired_record_is_taken_over_once(self):
         # Every duplicate sees the expired row; one takes it over under SELECT ... FOR UPDATE.
-        IdempotencyKeyFactory(expired=True, scope="anonymous POST api/charges", key="burst")
+        IdempotencyKeyFactory(
+            expired=True, scope=signed_in_scope("POST", "api/charges"), key="burst"
+        )
         original, _outcomes = self.identical_burst()
         assert IdempotencyKey.objects.get().fingerprint != "0" * 64
 

@@ -6,9 +6,14 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.test import override_settings
 from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.decorators import api_view, authentication_classes
+from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 
+from django_idempotency import idempotent
 from django_idempotency.models import IdempotencyKey
 from tests.factories import IdempotencyKeyFactory, UserFactory
 from tests.helpers import assert_problem, post
@@ -202,21 +207,114 @@ def test_the_same_key_with_another_method_is_another_record(client):
     assert views.executions["api_charge"] == 2
 
 
-def test_anonymous_requests_can_be_refused(client):
+def test_keyed_anonymous_requests_are_refused_by_default(anonymous_client):
+    """Fail closed: callers with no principal would otherwise share one scope and its responses."""
+    body = assert_problem(
+        post(anonymous_client, URL, {"amount": 5}, key="k"), 403, "authentication-required"
+    )
+    # The answer names both fixes: a principal function, or opting the view in.
+    assert "IDEMPOTENCY_PRINCIPAL" in body["detail"]
+    assert "anonymous='shared'" in body["detail"]
+    assert IdempotencyKey.objects.count() == 0
+    assert views.executions["api_charge"] == 0
+    # Without a key, an anonymous request is not the app's business.
+    assert post(anonymous_client, URL, {"amount": 5}).status_code == 201
+
+
+def test_anonymous_requests_can_be_refused_explicitly(anonymous_client):
     assert_problem(
-        post(client, "/api/no-anonymous/", {"amount": 5}, key="k"), 403, "authentication-required"
+        post(anonymous_client, "/api/no-anonymous/", {"amount": 5}, key="k"),
+        403,
+        "authentication-required",
     )
     assert IdempotencyKey.objects.count() == 0
-    client.force_authenticate(UserFactory())
-    assert post(client, "/api/no-anonymous/", {"amount": 5}, key="k").status_code == 201
+    anonymous_client.force_authenticate(UserFactory())
+    assert post(anonymous_client, "/api/no-anonymous/", {"amount": 5}, key="k").status_code == 201
+
+
+@override_settings(IDEMPOTENCY_ANONYMOUS="shared")
+def test_anonymous_callers_share_one_scope_only_when_opted_in(anonymous_client):
+    first = post(anonymous_client, URL, {"amount": 5}, key="k")
+    replay = post(APIClient(), URL, {"amount": 5}, key="k")
+    assert replay["Idempotent-Replayed"] == "true"
+    assert replay.content == first.content
+    assert IdempotencyKey.objects.get().scope == "anonymous POST api/charges"
 
 
 @override_settings(IDEMPOTENCY_ANONYMOUS="bypass")
-def test_anonymous_requests_can_bypass(client):
-    post(client, URL, {"amount": 5}, key="k")
-    post(client, URL, {"amount": 5}, key="k")
+def test_anonymous_requests_can_bypass(anonymous_client):
+    post(anonymous_client, URL, {"amount": 5}, key="k")
+    post(anonymous_client, URL, {"amount": 5}, key="k")
     assert views.executions["api_charge"] == 2
     assert IdempotencyKey.objects.count() == 0
+
+
+class MerchantKey(BaseAuthentication):
+    """The API-key pattern: ``request.auth`` names the merchant, ``request.user`` stays anonymous."""
+
+    def authenticate(self, request):
+        merchant = request.META.get("HTTP_X_MERCHANT")
+        return (AnonymousUser(), merchant) if merchant else None
+
+
+def merchant(request):
+    return f"merchant:{request.auth}" if request.auth else None
+
+
+def merchant_view(**options):
+    @api_view(["POST"])
+    @authentication_classes([MerchantKey])
+    @idempotent(**options)
+    def charge(request):
+        views.executed("merchant_charge")
+        return views.Response(
+            {"merchant": request.auth, "n": views.executions["merchant_charge"]}, status=201
+        )
+
+    return charge
+
+
+def merchant_post(view, merchant_name):
+    request = APIRequestFactory().post(
+        "/merchant/",
+        {"amount": 5},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="k",
+        HTTP_X_MERCHANT=merchant_name,
+    )
+    return view(request)
+
+
+def test_callers_known_only_by_request_auth_are_refused_without_a_principal_hook():
+    """Merchant B must never receive merchant A's stored charge for the same key."""
+    view = merchant_view()
+    assert merchant_post(view, "a").status_code == 403
+    assert merchant_post(view, "b").status_code == 403
+    assert views.executions["merchant_charge"] == 0
+
+
+def test_a_principal_hook_keeps_callers_known_by_request_auth_apart():
+    view = merchant_view(principal=merchant)
+    first_a = merchant_post(view, "a")
+    first_b = merchant_post(view, "b")
+    assert first_a.status_code == first_b.status_code == 201
+    assert "Idempotent-Replayed" not in first_b
+    assert json.loads(first_b.rendered_content)["merchant"] == "b"
+    retry_a = merchant_post(view, "a")
+    assert retry_a["Idempotent-Replayed"] == "true"
+    assert json.loads(retry_a.content)["merchant"] == "a"
+    assert views.executions["merchant_charge"] == 2
+    assert set(IdempotencyKey.objects.values_list("scope", flat=True)) == {
+        "merchant:a POST /merchant",
+        "merchant:b POST /merchant",
+    }
+
+
+@override_settings(IDEMPOTENCY_PRINCIPAL="tests.test_core.merchant")
+def test_the_principal_hook_is_a_setting_too():
+    view = merchant_view()
+    assert merchant_post(view, "a").status_code == 201
+    assert merchant_post(view, "a")["Idempotent-Replayed"] == "true"
 
 
 # -- what is stored: failures are never replayed ----------------------------------------------
@@ -374,12 +472,12 @@ def test_methods_outside_the_policy_are_untouched(client):
 # -- DRF's own rejections come first ----------------------------------------------------------
 
 
-def test_authentication_and_permission_failures_create_no_record(client):
-    response = post(client, "/api/authenticated/", {"amount": 5}, key="k")
+def test_authentication_and_permission_failures_create_no_record(anonymous_client):
+    response = post(anonymous_client, "/api/authenticated/", {"amount": 5}, key="k")
     assert response.status_code in (401, 403)
     assert IdempotencyKey.objects.count() == 0
-    client.force_authenticate(UserFactory())
-    assert post(client, "/api/authenticated/", {"amount": 5}, key="k").status_code == 201
+    anonymous_client.force_authenticate(UserFactory())
+    assert post(anonymous_client, "/api/authenticated/", {"amount": 5}, key="k").status_code == 201
 
 
 def test_throttled_requests_create_no_record(client):
@@ -488,10 +586,11 @@ def test_engine_applied_twice_runs_once(client):
         views.executed("twice")
         return views.Response({"ok": True}, status=201)
 
-    from rest_framework.test import APIRequestFactory
-
+    user = UserFactory()
     request = APIRequestFactory().post("/twice/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    force_authenticate(request, user)
     assert twice(request).status_code == 201
     request = APIRequestFactory().post("/twice/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    force_authenticate(request, user)
     assert twice(request)["Idempotent-Replayed"] == "true"
     assert views.executions["twice"] == 1

@@ -20,10 +20,9 @@ from urllib.parse import quote
 import pytest
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
-from rest_framework.test import APIClient
 
 from django_idempotency.models import IdempotencyKey
-from tests.helpers import assert_problem, post
+from tests.helpers import SignedInClient, assert_problem, post
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -119,7 +118,7 @@ class TestKilledWorker(TransactionTestCase):
         assert counts() == (0, 0), "the in-flight transaction is visible"
 
         with override_settings(IDEMPOTENCY_LOCK_TIMEOUT=0.2):
-            duplicate = post(APIClient(), URL, {"amount": 7}, key="crash")
+            duplicate = post(SignedInClient(), URL, {"amount": 7}, key="crash")
         assert_problem(duplicate, 409, "in-progress")
         assert int(duplicate["Retry-After"]) >= 0
         assert views.executions[VIEW] == 0
@@ -133,7 +132,7 @@ class TestKilledWorker(TransactionTestCase):
         )
         assert counts() == (0, 0)
 
-        client = APIClient()
+        client = SignedInClient()
         retry = post(client, URL, {"amount": 7}, key="crash")
         assert retry.status_code == 201, retry.content
         assert REPLAYED not in retry
@@ -148,7 +147,7 @@ class TestKilledWorker(TransactionTestCase):
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("fail", ["raise", "500"])
 def test_a_failure_after_writing_leaves_nothing_and_a_retry_runs(fail):
-    client = APIClient(raise_request_exception=False)
+    client = SignedInClient(raise_request_exception=False)
     for attempt in (1, 2):
         failed = post(client, URL, {"amount": 3, "fail": fail}, key="boom")
         assert failed.status_code == 500

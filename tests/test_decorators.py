@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from django_idempotency import idempotent
 from django_idempotency.models import IdempotencyKey
+from tests.factories import UserFactory
 from tests.helpers import post
 from tests.testapp import views
 from tests.testapp.models import Charge
@@ -61,8 +62,15 @@ def test_django_class_based_views_through_method_decorator(rf):
             return HttpResponse("made", status=201)
 
     view = ChargeView.as_view()
-    first = view(rf.post("/cbv/", HTTP_IDEMPOTENCY_KEY="k"))
-    again = view(rf.post("/cbv/", HTTP_IDEMPOTENCY_KEY="k"))
+    user = UserFactory()
+
+    def request():
+        made = rf.post("/cbv/", HTTP_IDEMPOTENCY_KEY="k")
+        made.user = user
+        return made
+
+    first = view(request())
+    again = view(request())
     assert again["Idempotent-Replayed"] == "true"
     assert again.content == first.content == b"made"
     assert Charge.objects.count() == 1

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 
 import pytest
-from rest_framework.test import APIClient
 
 from django_idempotency import signals
 from django_idempotency.events import Event, key_hash
-from tests.helpers import post
+from tests.helpers import SignedInClient, post, signed_in_scope
 
 pytestmark = pytest.mark.django_db
 
 KEY = "a-secret-looking-key-0123456789"
-
-
-@pytest.fixture
-def events(caplog):
-    """Return the ``idempotency`` payloads of the records logged on the app's logger."""
-    caplog.set_level(logging.DEBUG, logger="django_idempotency")
-
-    def logged() -> list[dict]:
-        return [
-            r.idempotency
-            for r in caplog.records
-            if r.name == "django_idempotency" and hasattr(r, "idempotency")
-        ]
-
-    return logged
 
 
 @pytest.fixture
@@ -55,7 +38,7 @@ def decisions(events) -> list[str]:
 
 
 def test_each_decision_is_logged_once_and_signalled(events, received, caplog):
-    client = APIClient()
+    client = SignedInClient()
     post(client, "/api/charges/", {"amount": 1}, key=KEY)
     post(client, "/api/charges/", {"amount": 1}, key=KEY)
     post(client, "/api/charges/", {"amount": 2}, key=KEY)
@@ -77,7 +60,7 @@ def test_each_decision_is_logged_once_and_signalled(events, received, caplog):
     assert executed.path == "/api/charges/"
     assert executed.mode == "atomic"
     assert executed.store == "database"
-    assert executed.scope == "anonymous POST api/charges"
+    assert executed.scope == signed_in_scope("POST", "api/charges")
     assert executed.duration_ms > 0
     assert received[1][1].status == 201
     assert received[2][1].status == 422
@@ -85,8 +68,8 @@ def test_each_decision_is_logged_once_and_signalled(events, received, caplog):
 
 
 def test_the_raw_key_is_never_logged_only_its_short_hash(events, caplog):
-    post(APIClient(), "/api/charges/", {"amount": 1}, key=KEY)
-    post(APIClient(), "/api/charges/", {"amount": 1}, key=KEY)
+    post(SignedInClient(), "/api/charges/", {"amount": 1}, key=KEY)
+    post(SignedInClient(), "/api/charges/", {"amount": 1}, key=KEY)
     assert KEY not in caplog.text
     for record in caplog.records:
         assert KEY not in str(record.__dict__)
@@ -97,15 +80,15 @@ def test_the_raw_key_is_never_logged_only_its_short_hash(events, caplog):
 
 
 def test_levels(events, caplog):
-    post(APIClient(), "/api/charges/", {"amount": 1})
-    post(APIClient(), "/api/charges/", {"amount": 1}, key="k")
+    post(SignedInClient(), "/api/charges/", {"amount": 1})
+    post(SignedInClient(), "/api/charges/", {"amount": 1}, key="k")
     levels = [r.levelname for r in caplog.records if r.name == "django_idempotency"]
     assert levels == ["DEBUG", "INFO"]
 
 
 def test_an_exception_in_the_view_is_logged_as_released(events, received):
     with pytest.raises(RuntimeError):
-        post(APIClient(), "/api/charges/", {"fail": "raise"}, key="k")
+        post(SignedInClient(), "/api/charges/", {"fail": "raise"}, key="k")
     # The exception propagates (Django answers 500); the released claim is still one event.
     assert decisions(events) == ["released"]
     assert received[0][1].status is None
@@ -116,12 +99,12 @@ def test_an_in_progress_answer_is_logged(events, received):
     from django_idempotency.models import IdempotencyKey
     from tests.factories import IdempotencyKeyFactory
 
-    post(APIClient(), "/api/lease/", {"amount": 1}, key="k")
+    post(SignedInClient(), "/api/lease/", {"amount": 1}, key="k")
     record = IdempotencyKey.objects.get()
     IdempotencyKeyFactory(
         scope=record.scope, key="busy", fingerprint=record.fingerprint, in_progress=True
     )
-    post(APIClient(), "/api/lease/", {"amount": 1}, key="busy")
+    post(SignedInClient(), "/api/lease/", {"amount": 1}, key="busy")
     assert decisions(events)[-1] == "in_progress"
     assert received[-1][0] == "in_progress"
     assert received[-1][1].status == 409
@@ -133,7 +116,7 @@ def test_a_failing_receiver_never_changes_the_response(caplog):
 
     signals.executed.connect(broken)
     try:
-        response = post(APIClient(), "/api/charges/", {"amount": 1}, key="k")
+        response = post(SignedInClient(), "/api/charges/", {"amount": 1}, key="k")
     finally:
         signals.executed.disconnect(broken)
     assert response.status_code == 201
@@ -152,6 +135,6 @@ def test_an_unreachable_store_is_logged_as_unavailable(events, settings):
             "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.2, "SOCKET_TIMEOUT": 0.2},
         },
     }
-    response = post(APIClient(), "/api/lease/", {"amount": 1}, key="k")
+    response = post(SignedInClient(), "/api/lease/", {"amount": 1}, key="k")
     assert response.status_code == 503
     assert decisions(events) == ["unavailable"]

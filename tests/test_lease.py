@@ -10,12 +10,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from django_idempotency import signals
 from django_idempotency.lease import Heartbeat
 from django_idempotency.models import IdempotencyKey
-from tests.helpers import assert_problem, post
+from tests.helpers import SignedInClient, assert_problem, post
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -73,7 +72,7 @@ def test_the_claim_commits_before_the_view_and_completes_with_its_token():
 
     views.perform = perform
     try:
-        response = post(APIClient(), "/api/lease/", {"amount": 5}, key="k1")
+        response = post(SignedInClient(), "/api/lease/", {"amount": 5}, key="k1")
     finally:
         views.perform = original
     assert response.status_code == 201
@@ -82,7 +81,7 @@ def test_the_claim_commits_before_the_view_and_completes_with_its_token():
     assert record.status == "completed"
     assert record.fencing_token == seen["record"]["fencing_token"] > 0
     assert record.lease_expires_at is None
-    replay = post(APIClient(), "/api/lease/", {"amount": 5}, key="k1")
+    replay = post(SignedInClient(), "/api/lease/", {"amount": 5}, key="k1")
     assert replay.status_code == 201
     assert replay.content == response.content
     assert replay["Idempotent-Replayed"] == "true"
@@ -90,12 +89,12 @@ def test_the_claim_commits_before_the_view_and_completes_with_its_token():
 
 
 def test_a_duplicate_while_the_first_runs_gets_409_at_once():
-    first, _ = in_thread(post, APIClient(), "/api/lease/", {"sleep": 1.0}, key="k1")
+    first, _ = in_thread(post, SignedInClient(), "/api/lease/", {"sleep": 1.0}, key="k1")
     deadline = time.monotonic() + 5
     while not IdempotencyKey.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     started = time.monotonic()
-    duplicate = post(APIClient(), "/api/lease/", {"sleep": 1.0}, key="k1")
+    duplicate = post(SignedInClient(), "/api/lease/", {"sleep": 1.0}, key="k1")
     answered_in = time.monotonic() - started
     first.join()
     assert_problem(duplicate, 409, "in-progress")
@@ -105,11 +104,11 @@ def test_a_duplicate_while_the_first_runs_gets_409_at_once():
 
 
 def test_with_wait_a_duplicate_polls_and_replays_the_result():
-    first, result = in_thread(post, APIClient(), "/api/lease-wait/", {"sleep": 0.8}, key="k1")
+    first, result = in_thread(post, SignedInClient(), "/api/lease-wait/", {"sleep": 0.8}, key="k1")
     deadline = time.monotonic() + 5
     while not IdempotencyKey.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    duplicate = post(APIClient(), "/api/lease-wait/", {"sleep": 0.8}, key="k1")
+    duplicate = post(SignedInClient(), "/api/lease-wait/", {"sleep": 0.8}, key="k1")
     first.join()
     assert duplicate.status_code == 201
     assert duplicate["Idempotent-Replayed"] == "true"
@@ -118,7 +117,7 @@ def test_with_wait_a_duplicate_polls_and_replays_the_result():
 
 
 def test_an_exception_releases_the_claim_and_the_retry_runs():
-    client = APIClient()
+    client = SignedInClient()
     with pytest.raises(RuntimeError):
         post(client, "/api/lease/", {"fail": "raise"}, key="k1")
     assert not IdempotencyKey.objects.exists()
@@ -127,7 +126,7 @@ def test_an_exception_releases_the_claim_and_the_retry_runs():
 
 
 def test_a_response_that_is_not_stored_releases_the_claim():
-    client = APIClient()
+    client = SignedInClient()
     assert post(client, "/api/lease/", {"fail": "500"}, key="k1").status_code == 500
     assert not IdempotencyKey.objects.exists()
     assert post(client, "/api/lease/", {"fail": "500"}, key="k1").status_code == 500
@@ -147,7 +146,7 @@ def crash_after_claim(client, url, key):
 
 
 def test_a_crashed_claim_blocks_retries_for_its_lease_then_is_reclaimed(clock):
-    client = APIClient()
+    client = SignedInClient()
     crash_after_claim(client, "/api/lease/", "k1")
     IdempotencyKey.objects.update(lease_expires_at=clock.now + timedelta(seconds=30))
     assert_problem(post(client, "/api/lease/", {"amount": 1}, key="k1"), 409, "in-progress")
@@ -165,7 +164,7 @@ def test_a_crashed_claim_blocks_retries_for_its_lease_then_is_reclaimed(clock):
 
 
 def test_a_reclaimed_claim_with_another_payload_is_still_a_mismatch(clock):
-    client = APIClient()
+    client = SignedInClient()
     crash_after_claim(client, "/api/lease/", "k1")
     IdempotencyKey.objects.update(lease_expires_at=clock.now - timedelta(seconds=1))
     # An abandoned claim is free: a new request with any payload may take it.
@@ -176,7 +175,7 @@ def test_a_reclaimed_claim_with_another_payload_is_still_a_mismatch(clock):
 def test_a_stale_owner_cannot_store_over_the_new_owner(caplog):
     lost = []
     signals.lease_lost.connect(lambda sender, event, **kw: lost.append(event), weak=False)
-    first, result = in_thread(post, APIClient(), "/api/lease/", {"sleep": 0.8}, key="k1")
+    first, result = in_thread(post, SignedInClient(), "/api/lease/", {"sleep": 0.8}, key="k1")
     deadline = time.monotonic() + 5
     while not IdempotencyKey.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -201,9 +200,9 @@ def models_token() -> int:
 
 
 def test_without_heartbeat_a_slow_view_loses_its_lease_to_a_retry():
-    first, _ = in_thread(post, APIClient(), "/api/lease-short/", {"sleep": 1.5}, key="k1")
+    first, _ = in_thread(post, SignedInClient(), "/api/lease-short/", {"sleep": 1.5}, key="k1")
     time.sleep(1.0)
-    retry = post(APIClient(), "/api/lease-short/", {"sleep": 0}, key="k1")
+    retry = post(SignedInClient(), "/api/lease-short/", {"sleep": 0}, key="k1")
     first.join()
     # The documented trade-off of a lease shorter than the view: both run.
     assert retry.status_code == 201
@@ -212,9 +211,11 @@ def test_without_heartbeat_a_slow_view_loses_its_lease_to_a_retry():
 
 def test_a_heartbeat_keeps_a_slow_view_s_lease_and_its_thread_ends():
     threads_before = threading.active_count()
-    first, result = in_thread(post, APIClient(), "/api/lease-heartbeat/", {"sleep": 1.5}, key="k1")
+    first, result = in_thread(
+        post, SignedInClient(), "/api/lease-heartbeat/", {"sleep": 1.5}, key="k1"
+    )
     time.sleep(1.0)
-    duplicate = post(APIClient(), "/api/lease-heartbeat/", {"sleep": 1.5}, key="k1")
+    duplicate = post(SignedInClient(), "/api/lease-heartbeat/", {"sleep": 1.5}, key="k1")
     first.join()
     assert_problem(duplicate, 409, "in-progress")
     assert result["response"].status_code == 201
@@ -247,7 +248,7 @@ def test_the_heartbeat_stops_renewing_once_the_lease_is_lost():
 def test_inside_a_transaction_lease_mode_claims_in_that_transaction():
     # A test case (or ATOMIC_REQUESTS) wraps the view in a transaction: the claim cannot commit
     # before it, so it lives in it, exactly as in atomic mode.
-    client = APIClient()
+    client = SignedInClient()
     first = post(client, "/api/lease/", {"amount": 1}, key="k1")
     replay = post(client, "/api/lease/", {"amount": 1}, key="k1")
     assert first.status_code == 201
@@ -278,7 +279,7 @@ def test_a_connection_lost_between_claim_and_completion(clock):
 
     views.perform = perform
     try:
-        response = post(APIClient(), "/api/lease/", {"amount": 7}, key="k1")
+        response = post(SignedInClient(), "/api/lease/", {"amount": 7}, key="k1")
     finally:
         views.perform = original
         connection.close()
@@ -287,7 +288,9 @@ def test_a_connection_lost_between_claim_and_completion(clock):
     record = IdempotencyKey.objects.get()
     assert record.status == "in_progress"  # not corrupted, not completed
     assert Charge.objects.count() == 1
-    assert_problem(post(APIClient(), "/api/lease/", {"amount": 7}, key="k1"), 409, "in-progress")
+    assert_problem(
+        post(SignedInClient(), "/api/lease/", {"amount": 7}, key="k1"), 409, "in-progress"
+    )
     clock.advance(31)
-    assert post(APIClient(), "/api/lease/", {"amount": 7}, key="k1").status_code == 201
+    assert post(SignedInClient(), "/api/lease/", {"amount": 7}, key="k1").status_code == 201
     assert views.executions["api_charge_lease"] == 2

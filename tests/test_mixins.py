@@ -6,11 +6,10 @@ import pytest
 from django.urls import path
 from rest_framework import viewsets
 from rest_framework.response import Response
-from rest_framework.test import APIClient
 
 from django_idempotency import IdempotentMixin
 from django_idempotency.models import IdempotencyKey
-from tests.helpers import assert_problem, post
+from tests.helpers import SignedInClient, assert_problem, post
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -75,7 +74,7 @@ urlpatterns = [path("hooked/", HookedViewSet.as_view({"post": "create"}))]
 
 @pytest.mark.urls(__name__)
 def test_hooks_replace_key_scope_and_fingerprint():
-    client = APIClient()
+    client = SignedInClient()
     headers = {"HTTP_X_REQUEST_ID": "r1", "HTTP_X_TENANT": "acme"}
     post(client, "/hooked/", {"amount": 5, "note": "a"}, **headers)
     again = post(client, "/hooked/", {"amount": 5, "note": "b"}, **headers)
@@ -107,7 +106,7 @@ urlpatterns.append(path("oversized/", OversizedHooksViewSet.as_view({"post": "cr
 
 @pytest.mark.urls(__name__)
 def test_hook_values_are_fitted_to_their_columns():
-    client = APIClient()
+    client = SignedInClient()
     assert_problem(
         post(client, "/oversized/", {"amount": 5}, HTTP_X_REQUEST_ID="k" * 256), 400, "key-invalid"
     )
@@ -141,7 +140,7 @@ urlpatterns.append(path("key-only/", KeyOnlyViewSet.as_view({"post": "create"}))
 
 @pytest.mark.urls(__name__)
 def test_the_fingerprint_hook_is_skipped_when_fingerprints_are_off():
-    client = APIClient()
+    client = SignedInClient()
     post(client, "/key-only/", {"amount": 5}, HTTP_X_REQUEST_ID="r1")
     assert (
         post(client, "/key-only/", {"amount": 6}, HTTP_X_REQUEST_ID="r1")["Idempotent-Replayed"]

@@ -75,10 +75,23 @@ def test_unknown_options_are_a_type_error():
 
 
 def test_dotted_paths_are_resolved():
-    policy = Policy.build(scope="django_idempotency.scope.default_scope")
-    from django_idempotency.scope import default_scope
+    from django_idempotency.scope import principal
 
-    assert policy.scope is default_scope
+    policy = Policy.build(
+        principal="django_idempotency.scope.principal", scope="tests.test_policy.tenant"
+    )
+    assert policy.principal is principal
+    assert policy.scope is tenant
+
+
+def test_the_default_scope_is_left_to_the_engine():
+    """The engine builds the default scope from the principal function, method and route."""
+    assert Policy.build(scope="django_idempotency.scope.default_scope").scope is None
+    assert Policy.build().scope is None
+
+
+def tenant(request):
+    return "tenant"
 
 
 @pytest.mark.parametrize(("low", "high"), [(0, 10), (10, 5), (1, 256)])

@@ -15,11 +15,12 @@ import pytest
 from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
 from django.db import connections
-from django.test import Client, override_settings
+from django.test import override_settings
 from django.utils import timezone as django_timezone
 
 from django_idempotency.models import IdempotencyKey
 from tests.factories import IdempotencyKeyFactory
+from tests.helpers import SignedInDjangoClient, signed_in_scope
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -334,7 +335,8 @@ def test_help_states_every_option_and_its_default(capsys):
     assert "--database ALIAS" in text
 
 
-SCOPE = "anonymous POST api/charges"
+def charges_scope():
+    return signed_in_scope("POST", "api/charges")
 
 
 def seed_fast(count, *, expires_at, prefix):
@@ -351,7 +353,7 @@ def seed_fast(count, *, expires_at, prefix):
             " '[[\"Content-Type\", \"application/json\"]]'::jsonb, convert_to(repeat('x', 1024), 'UTF8'),"
             " %s - interval '1 day', %s - interval '1 day', %s, NULL, 1"
             " FROM generate_series(1, %s) AS n",
-            [SCOPE, prefix, expires_at, expires_at, expires_at, count],
+            [charges_scope(), prefix, expires_at, expires_at, expires_at, count],
         )
 
 
@@ -371,7 +373,7 @@ def send(client, key):
 
 def client_thread(keys, results, stop=None):
     """Send a request per key until the keys run out or ``stop`` is set, on its own connection."""
-    client = Client()
+    client = SignedInDjangoClient()
     try:
         for key in keys:
             if stop is not None and stop.is_set():
@@ -409,7 +411,7 @@ def test_concurrent_requests_never_wait_on_the_purge_for_longer_than_one_batch()
     _threads, probe = run_clients([["probe-1"]])
     _threads[0].join()
     assert probe[0][3] == 201
-    assert IdempotencyKey.objects.filter(key="probe-1", scope=SCOPE).count() == 1
+    assert IdempotencyKey.objects.filter(key="probe-1", scope=charges_scope()).count() == 1
 
     threads, baseline = run_clients(
         [[str(uuid.uuid4()) for _ in range(20)] for _thread in range(CLIENT_THREADS)]

@@ -18,7 +18,7 @@ from django_idempotency.exceptions import (
     StorageUnavailable,
 )
 from django_idempotency.responses import problem_response
-from tests.helpers import post
+from tests.helpers import post, signed_in_scope
 
 
 def test_every_error_has_its_own_problem_type(rf):
@@ -88,7 +88,7 @@ def test_the_handler_gets_retry_after_too(client):
     from tests.factories import IdempotencyKeyFactory
 
     IdempotencyKeyFactory(
-        in_progress=True, scope="anonymous POST api/charges", key="k", fingerprint=""
+        in_progress=True, scope=signed_in_scope("POST", "api/charges"), key="k", fingerprint=""
     )
     with override_settings(IDEMPOTENCY_FINGERPRINT=False):
         response = post(client, "/api/charges/", {"amount": 1}, key="k")

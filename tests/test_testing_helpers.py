@@ -6,7 +6,7 @@ import json
 
 import pytest
 from django.http import JsonResponse
-from django.test import Client, TestCase, TransactionTestCase
+from django.test import TestCase, TransactionTestCase
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
@@ -22,7 +22,7 @@ from django_idempotency.testing import (
     scope_for,
 )
 from tests.factories import UserFactory
-from tests.helpers import assert_problem, post
+from tests.helpers import SignedInDjangoClient, assert_problem, post, signed_in_user
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -154,7 +154,12 @@ def test_a_view_that_runs_twice_fails(url, concurrent, message):
     _seen.clear()
     with pytest.raises(AssertionError, match=message):
         assert_idempotent(
-            Client(), "post", url, {"a": 1}, executions=Charge.objects.all(), concurrent=concurrent
+            SignedInDjangoClient(),
+            "post",
+            url,
+            {"a": 1},
+            executions=Charge.objects.all(),
+            concurrent=concurrent,
         )
     assert Charge.objects.count() == concurrent + 1
 
@@ -165,11 +170,16 @@ def test_a_refusing_store_fails_unless_allowed():
     _calls.clear()
     with pytest.raises(AssertionError, match="found the key store unavailable"):
         assert_idempotent(
-            Client(), "post", "/refused/", {}, executions=Charge.objects.all(), concurrent=2
+            SignedInDjangoClient(),
+            "post",
+            "/refused/",
+            {},
+            executions=Charge.objects.all(),
+            concurrent=2,
         )
     _calls.clear()
     check = assert_idempotent(
-        Client(),
+        SignedInDjangoClient(),
         "post",
         "/refused/",
         {},
@@ -191,6 +201,7 @@ class TestCaseStyle(TestCase):
     """In a ``TestCase`` the burst is sent one request after another."""
 
     def test_plain_django_view(self):
+        self.client.force_login(UserFactory())
         check = assert_idempotent(
             self.client, "post", "/plain/charges/", {"amount": 2}, executions=Charge.objects.all()
         )
@@ -247,7 +258,13 @@ class TestKeyRecords:
             make_key_record("done")
 
     def test_completed_record_is_replayed(self, client):
-        make_key_record(COMPLETED, key="k1", path="/api/key-only/", response_body=b'{"id": 99}')
+        make_key_record(
+            COMPLETED,
+            key="k1",
+            path="/api/key-only/",
+            response_body=b'{"id": 99}',
+            user=signed_in_user(),
+        )
         response = post(client, "/api/key-only/", {"amount": 1}, key="k1")
         assert response.status_code == 201
         assert json.loads(response.content) == {"id": 99}
@@ -257,25 +274,27 @@ class TestKeyRecords:
     def test_records_are_scoped_to_the_user(self, client):
         user = UserFactory()
         make_key_record(COMPLETED, key="k1", path="/api/key-only/", user=user)
-        post(client, "/api/key-only/", {"amount": 1}, key="k1")  # anonymous: another scope
+        post(client, "/api/key-only/", {"amount": 1}, key="k1")  # the tester: another scope
         assert views.executions["api_charge_key_only"] == 1
         client.force_authenticate(user)
         assert post(client, "/api/key-only/", {}, key="k1")["Idempotent-Replayed"] == "true"
         assert views.executions["api_charge_key_only"] == 1
 
     def test_fingerprint_of_the_data(self, client):
-        make_key_record(COMPLETED, key="k1", path="/api/charges/", data={"amount": 1})
+        make_key_record(
+            COMPLETED, key="k1", path="/api/charges/", data={"amount": 1}, user=signed_in_user()
+        )
         assert post(client, "/api/charges/", {"amount": 1}, key="k1")["Idempotent-Replayed"]
         assert_problem(post(client, "/api/charges/", {"amount": 2}, key="k1"), 422, "key-mismatch")
         assert views.executions["api_charge"] == 0
         assert fingerprint_for("POST", "/api/charges/", {}, fingerprint=False) == ""
 
     def test_expired_record_runs_the_view(self, client):
-        make_key_record(EXPIRED, key="k1", path="/api/key-only/")
+        make_key_record(EXPIRED, key="k1", path="/api/key-only/", user=signed_in_user())
         assert post(client, "/api/key-only/", {"amount": 1}, key="k1").status_code == 201
         assert views.executions["api_charge_key_only"] == 1
 
     def test_in_progress_record_answers_409(self, client):
-        make_key_record(IN_PROGRESS, key="k1", path="/api/nowait/", data={})
+        make_key_record(IN_PROGRESS, key="k1", path="/api/nowait/", data={}, user=signed_in_user())
         assert_problem(post(client, "/api/nowait/", {}, key="k1"), 409, "in-progress")
         assert views.executions["api_charge_nowait"] == 0

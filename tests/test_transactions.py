@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_idempotency.models import IdempotencyKey
 from tests.factories import IdempotencyKeyFactory
-from tests.helpers import assert_problem, post
+from tests.helpers import assert_problem, post, signed_in_scope, signed_in_user
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -69,11 +69,13 @@ class TestCommitsWithTheView:
 
 @pytest.mark.django_db(transaction=True)
 def test_query_budget(client):
+    client.force_authenticate(signed_in_user())
     with CaptureQueriesContext(connection) as first:
         post(client, URL, {"amount": 5}, key="k")
     with CaptureQueriesContext(connection) as replay:
         post(client, URL, {"amount": 5}, key="k")
-    bound = ["SET LOCK TIMEOUT"] if connection.vendor in ("postgresql", "mysql") else []
+    # MariaDB bounds the claim statement itself (SET STATEMENT ... FOR INSERT).
+    bound = ["SET LOCK TIMEOUT"] if connection.vendor == "postgresql" else []
     restore = ["RESTORE LOCK TIMEOUT"] if bound else []
     expected = ["SELECT", "BEGIN", *bound, "INSERT", *restore, "UPDATE", "COMMIT"]
     assert kinds(first.captured_queries) == expected
@@ -84,6 +86,7 @@ def test_query_budget(client):
 @pytest.mark.django_db(transaction=True)
 @override_settings(IDEMPOTENCY_LOCK_TIMEOUT=None)
 def test_no_lock_bound_means_no_extra_statements(client):
+    client.force_authenticate(signed_in_user())
     with CaptureQueriesContext(connection) as first:
         post(client, URL, {"amount": 5}, key="k")
     assert kinds(first.captured_queries) == ["SELECT", "BEGIN", "INSERT", "UPDATE", "COMMIT"]
@@ -96,7 +99,9 @@ def kinds(queries):
         sql = query["sql"]
         if "testapp_charge" in sql:
             continue
-        if (
+        if sql.startswith("SET STATEMENT innodb_lock_wait_timeout="):
+            result.append(sql.split(" FOR ", 1)[1].split()[0].upper())
+        elif (
             "set_config('lock_timeout', %s" in sql
             or "lock_timeout'), set_config" in sql
             or "= @@SESSION" in sql
@@ -110,12 +115,16 @@ def kinds(queries):
 
 
 @pytest.mark.django_db
-def test_an_expired_record_is_taken_over_under_select_for_update(client):
-    IdempotencyKeyFactory(expired=True, scope="anonymous POST api/charges", key="k")
+def test_an_expired_record_is_taken_over_by_one_conditional_update(client):
+    IdempotencyKeyFactory(expired=True, scope=signed_in_scope("POST", "api/charges"), key="k")
+    client.force_authenticate(signed_in_user())
     with CaptureQueriesContext(connection) as captured:
         assert post(client, URL, {"amount": 5}, key="k").status_code == 201
-    if connection.features.has_select_for_update:
-        assert any("FOR UPDATE" in q["sql"] for q in captured.captured_queries)
+    # The UPDATE waits for a transaction holding the row, then checks it is still free.
+    takeovers = [
+        q["sql"] for q in captured.captured_queries if "<=" in q["sql"] and "UPDATE" in q["sql"]
+    ]
+    assert len(takeovers) == 1
     assert IdempotencyKey.objects.get().status == "completed"
 
 

@@ -7,13 +7,17 @@ queries and paginator) and ``display`` (how a stored body is shown); this module
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.admin.views.main import ChangeList
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -31,10 +35,11 @@ from django_idempotency.admin.filters import (
     is_expired,
 )
 from django_idempotency.conf import conf
+from django_idempotency.events import key_hash
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.stores.base import IN_PROGRESS
 
-__all__ = ["BODY_DISPLAY_LIMIT", "IdempotencyKeyAdmin"]
+__all__ = ["BODY_DISPLAY_LIMIT", "IdempotencyKeyAdmin", "logged_name"]
 
 logger = logging.getLogger("django_idempotency")
 
@@ -60,6 +65,15 @@ RESPONSE_FIELDS = (
     "headers",
     "body",
 )
+
+
+#: Django's limit on ``LogEntry.object_repr``.
+LOG_REPR_LENGTH = 200
+
+
+def logged_name(record: IdempotencyKey) -> str:
+    """Return how the admin history names ``record``: its key's short SHA-256 and its scope."""
+    return f"key sha256:{key_hash(record.key)} in {record.scope}"[:LOG_REPR_LENGTH]
 
 
 @admin.register(IdempotencyKey)
@@ -222,6 +236,49 @@ class IdempotencyKeyAdmin(ModelAdmin):
         """Return Django's delete confirmation page for the selection, then delete it."""
         response: HttpResponse | None = delete_selected(self, request, queryset)
         return response
+
+    def log_addition(self, request: HttpRequest, obj: IdempotencyKey, message: Any) -> LogEntry:
+        """Return the history entry of an addition, which names the record without its key."""
+        return self._log(request, [obj], ADDITION, message)[0]
+
+    def log_change(self, request: HttpRequest, obj: IdempotencyKey, message: Any) -> LogEntry:
+        """Return the history entry of a change, which names the record without its key."""
+        return self._log(request, [obj], CHANGE, message)[0]
+
+    def log_deletions(
+        self, request: HttpRequest, queryset: QuerySet[IdempotencyKey]
+    ) -> list[LogEntry]:
+        """Return the history entries of a release, which name the records without their keys."""
+        return self._log(request, queryset, DELETION)
+
+    def _log(
+        self,
+        request: HttpRequest,
+        records: Iterable[IdempotencyKey],
+        action_flag: int,
+        message: Any = "",
+    ) -> list[LogEntry]:
+        # Django's own log_actions() writes str(obj), which is the raw key.
+        content_type_id = ContentType.objects.get_for_model(self.model).pk
+        # Only staff users reach the admin, never an anonymous one.
+        user_id = cast(int, request.user.pk)
+        entries = [
+            LogEntry(
+                user_id=user_id,
+                content_type_id=content_type_id,
+                object_id=str(record.pk),
+                object_repr=logged_name(record),
+                action_flag=action_flag,
+                change_message=message if isinstance(message, str) else json.dumps(message),
+            )
+            for record in records
+        ]
+        if len(entries) == 1:
+            # A single entry is saved so that it gets its primary key on every database.
+            entries[0].save()
+        else:
+            LogEntry.objects.bulk_create(entries)
+        return entries
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[IdempotencyKey]) -> None:
         """Delete the released records and log how many, never their keys."""

@@ -80,6 +80,13 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "django-redis (django-idempotency[redis]) and point IDEMPOTENCY_CACHE_ALIAS at a "
         "django_redis.cache.RedisCache.",
     ),
+    "E016": (
+        "The key records on database {alias!r} compare {columns} inexactly: keys or scopes that "
+        "differ in case, accents or trailing spaces would share one record and one stored "
+        "response.",
+        "Run 'manage.py migrate django_idempotency' (migration 0003 gives scope and key a "
+        "binary, no-pad collation); never change the collation of those columns afterwards.",
+    ),
     "W001": (
         "IDEMPOTENCY_METHODS includes the safe method(s) {methods}.",
         "Remove them from IDEMPOTENCY_METHODS: safe methods need no Idempotency-Key. "

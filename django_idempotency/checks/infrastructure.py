@@ -35,6 +35,36 @@ def check_database(**kwargs: Any) -> list[CheckMessage]:
     return issues
 
 
+def check_identity(
+    *, databases: Collection[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Return an error when the key table compares ``scope`` or ``key`` case-, accent- or space-insensitively.
+
+    It queries the database, so like Django's database checks it runs only with
+    ``manage.py check --database <alias>`` (and during ``migrate``), for those aliases.
+    """
+    if not databases or raw("STORE") == conf_module.STORE_CACHE:
+        return []
+    from django.db import DatabaseError
+
+    from django_idempotency.identity import inexact_columns
+    from django_idempotency.models import IdempotencyKey
+
+    alias = router.db_for_write(IdempotencyKey)
+    if alias not in databases:
+        return []
+    table = IdempotencyKey._meta.db_table
+    try:
+        if table not in connections[alias].introspection.table_names():
+            return []  # not migrated yet: migration 0003 creates the columns exact
+        folding = inexact_columns(connections[alias], table, ("scope", "key"))
+    except DatabaseError:
+        return []  # Django's own database checks report a database it cannot reach
+    if not folding:
+        return []
+    return [message("E016", obj=IdempotencyKey, alias=alias, columns=" and ".join(folding))]
+
+
 def is_django_redis(backend: str) -> bool:
     """Return whether the cache ``BACKEND`` path names django-redis' cache or a subclass of it."""
     try:

@@ -22,7 +22,7 @@ DOCS = "https://django-idempotency.readthedocs.io/en/latest/"
 
 HEADER_TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^`|~-]+")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-DOTTED = ("SCOPE", "FINGERPRINT", "KEY_VALIDATOR", "REDACT", "ERROR_RESPONSE", "CLOCK")
+DOTTED = ("PRINCIPAL", "SCOPE", "FINGERPRINT", "KEY_VALIDATOR", "REDACT", "ERROR_RESPONSE", "CLOCK")
 OPTIONAL_HOOKS = frozenset({"FINGERPRINT", "KEY_VALIDATOR", "REDACT"})
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 IN_PROGRESS = "in_progress"
@@ -60,11 +60,15 @@ class ClaimRequest:
     """What a new claim records about the request that makes it."""
 
     scope: str
-    key: str
+    #: Never shown in a repr: error reports and logs list the locals that hold a claim.
+    key: str = field(repr=False)
     method: str
     path: str
     fingerprint: str
     now: datetime
+    #: How long the record is kept; an in-progress claim expires after it too, so it never
+    #: outlives its retention should something commit it before the view finished.
+    ttl: timedelta = timedelta(hours=24)
 
 
 class ClaimTaken(Exception):
@@ -74,14 +78,29 @@ class ClaimTaken(Exception):
 class ClaimBusy(Exception):
     """The key's lock could not be had in time: answer that the request is in progress."""
 
-    def __init__(self, *, retryable: bool = False) -> None:
+    def __init__(self, *, retryable: bool = False, database_locked: bool = False) -> None:
         super().__init__()
         #: True when the attempt was rolled back whole (a deadlock victim) and may simply be tried again.
         self.retryable = retryable
+        #: True when the whole database was locked (SQLite), not this key: any other request
+        #: could have met the same lock.
+        self.database_locked = database_locked
 
 
 class StoreUnavailable(Exception):
     """The store could not be reached or failed; fail closed."""
+
+
+class IdentityFolded(Exception):
+    """The store answered with a record of another scope or key: it compares keys inexactly.
+
+    Never a reason to run the view unprotected, whatever ``fail_open`` says: the store is
+    reachable but cannot tell keys apart.
+    """
+
+    def __init__(self, using: str) -> None:
+        super().__init__(using)
+        self.using = using
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,7 @@ class Lease:
     """A committed lease-mode claim: only the holder of ``token`` may complete or release it."""
 
     scope: str
-    key: str
+    key: str = field(repr=False)
     token: int
     pk: object = None
 

@@ -10,7 +10,6 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.db import (
     DatabaseError,
-    IntegrityError,
     InterfaceError,
     OperationalError,
     connections,
@@ -18,6 +17,7 @@ from django.db import (
     transaction,
 )
 from django.db.models import Q, QuerySet
+from django.views.decorators.debug import sensitive_variables
 
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.stores.base import (
@@ -26,14 +26,21 @@ from django_idempotency.stores.base import (
     ClaimBusy,
     ClaimRequest,
     ClaimTaken,
+    IdentityFolded,
     Lease,
     Record,
     StoredResponse,
     StoreUnavailable,
     next_fencing_token,
 )
-from django_idempotency.stores.locking import bounded_lock_wait, is_deadlock, is_lock_conflict
+from django_idempotency.stores.locking import (
+    bounded_lock_wait,
+    is_database_lock,
+    is_deadlock,
+    is_lock_conflict,
+)
 from django_idempotency.stores.lookup import compiled_lookup
+from django_idempotency.stores.statements import claim_values, insert_claim, take_over
 
 UNREACHABLE = (OperationalError, InterfaceError)
 
@@ -50,11 +57,18 @@ class AtomicClaim:
         """Return whether something (the view, DRF's exception handler) marked the transaction for rollback."""
         return transaction.get_rollback(using=self.using)
 
-    def complete(self, response: StoredResponse, *, now: datetime, expires_at: datetime) -> None:
-        """Save the response on the claimed record, in the same transaction."""
-        IdempotencyKey.objects.using(self.using).filter(pk=self.pk).update(
-            **completed(response, now=now, expires_at=expires_at)
+    def complete(self, response: StoredResponse, *, now: datetime, expires_at: datetime) -> bool:
+        """Save the response on the claimed record, in the same transaction; return whether it was there.
+
+        ``False`` means the claim vanished under the view: a statement that commits implicitly
+        (DDL on MariaDB and MySQL) committed it early, and then something deleted it.
+        """
+        updated = (
+            IdempotencyKey.objects.using(self.using)
+            .filter(pk=self.pk)
+            .update(**completed(response, now=now, expires_at=expires_at))
         )
+        return bool(updated)
 
     def release(self) -> None:
         """Roll back the claim together with everything the view wrote."""
@@ -67,19 +81,26 @@ class DatabaseStore:
     def __init__(self, using: str | None = None) -> None:
         self.using = using or router.db_for_write(IdempotencyKey)
 
+    @sensitive_variables("key")
     def lookup(self, scope: str, key: str) -> Record | None:
         """Return the committed record for ``(scope, key)``, or ``None``; one indexed read, no lock.
 
-        Raise ``ClaimBusy`` when the database refuses the read because a writer holds a lock.
+        Raise ``ClaimBusy`` when the database refuses the read because a writer holds a lock, and
+        ``IdentityFolded`` when the row it found names another scope or key: the table compares
+        inexactly (a case- or space-insensitive collation), and no answer from it can be trusted.
         """
         try:
             row = compiled_lookup(self.using).find(self.using, scope, key)
         except UNREACHABLE as exc:
             # SQLite's shared-cache databases lock whole tables: a reader meets the writer.
             if is_lock_conflict(connections[self.using], exc):
-                raise ClaimBusy from exc
+                raise ClaimBusy(database_locked=True) from exc
             raise StoreUnavailable(str(exc)) from exc
-        return None if row is None else to_record(row)
+        if row is None:
+            return None
+        if row.scope != scope or row.key != key:
+            raise IdentityFolded(self.using)
+        return to_record(row)
 
     @contextmanager
     def atomic_claim(
@@ -99,12 +120,13 @@ class DatabaseStore:
                 # Even BEGIN can meet a lock: SQLite's BEGIN IMMEDIATE waits for other writers.
                 transaction_scope.enter_context(transaction.atomic(using=self.using))
                 with bounded_lock_wait(connection, lock_timeout):
-                    pk = self._claim(claim, replace)
-            except IntegrityError as exc:
-                raise ClaimTaken from exc
+                    pk = self._claim(claim, replace, lock_timeout)
             except UNREACHABLE as exc:
                 if is_lock_conflict(connection, exc):
-                    raise ClaimBusy(retryable=outermost and is_deadlock(connection, exc)) from exc
+                    raise ClaimBusy(
+                        retryable=outermost and is_deadlock(connection, exc),
+                        database_locked=is_database_lock(connection, exc),
+                    ) from exc
                 raise StoreUnavailable(str(exc)) from exc
             yield AtomicClaim(self.using, pk)
 
@@ -149,8 +171,14 @@ class DatabaseStore:
         rows = IdempotencyKey.objects.using(self.using)
         try:
             if replace is None:
-                # One INSERT in autocommit: it commits on its own, a duplicate fails on the index.
-                pk = rows.create(scope=claim.scope, key=claim.key, **fields).pk
+                # One INSERT in autocommit: it commits on its own, a duplicate finds the key taken.
+                pk = insert_claim(
+                    self.using,
+                    claim_values(scope=claim.scope, key=claim.key, **fields),
+                    lock_timeout=None,
+                )
+                if pk is None:
+                    raise ClaimTaken
                 return Lease(claim.scope, claim.key, token, pk)
             free = Q(status=COMPLETED, expires_at__lte=claim.now) | Q(
                 status=IN_PROGRESS, lease_expires_at__lte=claim.now
@@ -158,11 +186,9 @@ class DatabaseStore:
             taken = rows.filter(free, pk=replace.pk, fencing_token=replace.fencing_token).update(
                 **fields
             )
-        except IntegrityError as exc:
-            raise ClaimTaken from exc
         except DatabaseError as exc:
             if is_lock_conflict(connection, exc):
-                raise ClaimBusy from exc
+                raise ClaimBusy(database_locked=is_database_lock(connection, exc)) from exc
             raise StoreUnavailable(str(exc)) from exc
         if not taken:
             raise ClaimTaken
@@ -198,32 +224,29 @@ class DatabaseStore:
         except DatabaseError as exc:
             raise StoreUnavailable(str(exc)) from exc
 
-    def _claim(self, claim: ClaimRequest, replace: Record | None) -> object:
-        rows = IdempotencyKey.objects.using(self.using)
-        fields = {
-            "method": claim.method,
-            "path": claim.path,
-            "fingerprint": claim.fingerprint,
-            "status": IN_PROGRESS,
-            "created_at": claim.now,
-        }
+    def _claim(
+        self, claim: ClaimRequest, replace: Record | None, lock_timeout: float | None
+    ) -> object:
+        # An in-progress record always carries an expiry: should a statement in the view commit
+        # the claim early (DDL on MariaDB and MySQL), the key frees itself and is purged in time.
+        values = claim_values(
+            scope=claim.scope,
+            key=claim.key,
+            method=claim.method,
+            path=claim.path,
+            fingerprint=claim.fingerprint,
+            status=IN_PROGRESS,
+            created_at=claim.now,
+            expires_at=claim.now + claim.ttl,
+        )
         if replace is None:
-            return rows.create(scope=claim.scope, key=claim.key, **fields).pk
-        row = rows.select_for_update().filter(pk=replace.pk).first()
-        if row is None or not to_record(row).is_free(claim.now):
+            pk = insert_claim(self.using, values, lock_timeout=lock_timeout)
+            if pk is None:
+                raise ClaimTaken
+            return pk
+        if not take_over(self.using, replace.pk, values, now=claim.now, lock_timeout=lock_timeout):
             raise ClaimTaken
-        cleared: dict[str, object] = {
-            "response_status": None,
-            "response_headers": [],
-            "response_body": None,
-            "completed_at": None,
-            "expires_at": None,
-            "lease_expires_at": None,
-        }
-        for name, value in {**fields, **cleared}.items():
-            setattr(row, name, value)
-        row.save(update_fields=[*fields, *cleared])
-        return row.pk
+        return replace.pk
 
 
 def completed(response: StoredResponse, *, now: datetime, expires_at: datetime) -> dict[str, Any]:

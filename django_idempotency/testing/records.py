@@ -16,7 +16,7 @@ from django_idempotency.conf import conf
 from django_idempotency.core import fingerprint_for as engine_fingerprint
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.policy import Policy
-from django_idempotency.scope import compose_scope
+from django_idempotency.scope import compose_scope, default_scope
 
 #: The states :func:`make_key_record` can create.
 COMPLETED = "completed"
@@ -49,7 +49,10 @@ def scope_for(method: str, path: str, *, user: Any = None) -> str:
     request = _request(method, path)
     request.user = user if user is not None else AnonymousUser()
     # As the engine stores it: a scope longer than its column is kept as its digest.
-    return compose_scope(conf.SCOPE(request))
+    scope = conf.SCOPE
+    if scope is default_scope:
+        return default_scope(request, principal=conf.PRINCIPAL)
+    return compose_scope(scope(request))
 
 
 def fingerprint_for(

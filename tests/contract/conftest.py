@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.stores.cache import CacheStore
 from django_idempotency.stores.database import DatabaseStore
+from tests.helpers import signed_in_user
 
 #: The django-redis alias of tests/settings.py (present when REDIS_URL is set).
 REDIS_ALIAS = "redis"
@@ -114,5 +115,7 @@ def configured(request, transactional_db, clock):
         "IDEMPOTENCY_CACHE_ALIAS": REDIS_ALIAS,
         "IDEMPOTENCY_CACHE_KEY_PREFIX": prefix or "unused",
     }
+    # Requests authenticate as the tester, some from many threads at once: create it first.
+    signed_in_user()
     with override_settings(**settings):
         yield Records(store, prefix)

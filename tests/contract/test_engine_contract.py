@@ -19,13 +19,13 @@ from rest_framework.test import APIClient
 
 from django_idempotency.conf import conf
 from django_idempotency.events import LEASE_LOST
-from django_idempotency.scope import ANONYMOUS_PRINCIPAL, compose_scope
+from django_idempotency.scope import compose_scope
 from django_idempotency.stores.base import ClaimRequest
 from django_idempotency.stores.cache import CacheStore
 from django_idempotency.stores.database import DatabaseStore
 from tests.contract.conftest import COMBINATIONS, LEASE_COMBINATIONS
 from tests.factories import UserFactory
-from tests.helpers import assert_problem, post
+from tests.helpers import assert_problem, post, signed_in_user
 from tests.testapp import views
 from tests.testapp.models import Charge
 
@@ -45,8 +45,7 @@ lease_pairs = pytest.mark.parametrize("configured", LEASE_COMBINATIONS, indirect
 
 def client(user=None) -> APIClient:
     api = APIClient(raise_request_exception=False)
-    if user is not None:
-        api.force_authenticate(user)
+    api.force_authenticate(user if user is not None else signed_in_user())
     return api
 
 
@@ -104,7 +103,7 @@ def abandon_claim(store: str, key: str, now) -> None:
     """Commit an in-progress claim on ``KEY_ONLY_URL`` as a worker that then died would have."""
     lease_store = CacheStore() if store == "cache" else DatabaseStore()
     claim = ClaimRequest(
-        scope=compose_scope(ANONYMOUS_PRINCIPAL, "POST", KEY_ONLY_URL.strip("/")),
+        scope=compose_scope(f"user:{signed_in_user().pk}", "POST", KEY_ONLY_URL.strip("/")),
         key=key,
         method="POST",
         path=KEY_ONLY_URL,

@@ -20,6 +20,10 @@ from rest_framework.response import Response
 from django_idempotency import idempotent
 from tests.testapp.models import Charge
 
+#: The crash, outage and hostile-input probes call as one anonymous client, so these views opt
+#: in to shared anonymous keys explicitly; the stress suite authenticates its users.
+SHARED = "shared"
+
 #: Lease of the lease-mode view: short, so a crashed claim frees up within a test.
 LEASE_SECONDS = 3
 
@@ -64,14 +68,14 @@ def execute(request: Request, data: dict) -> Response:
 
 
 @api_view(["POST"])
-@idempotent
+@idempotent(anonymous=SHARED)
 def charge(request: Request) -> Response:
     """Atomic mode (the default), key optional."""
     return execute(request, request.data)
 
 
 @api_view(["POST"])
-@idempotent(mode="lease", lease=LEASE_SECONDS)
+@idempotent(mode="lease", lease=LEASE_SECONDS, anonymous=SHARED)
 def charge_lease(request: Request) -> Response:
     """Lease mode with a short lease; its write is its own transaction, so a crash undoes it."""
     with transaction.atomic():
@@ -79,7 +83,7 @@ def charge_lease(request: Request) -> Response:
 
 
 @api_view(["POST", "PATCH"])
-@idempotent
+@idempotent(anonymous=SHARED)
 def echo(request: Request) -> Response:
     """A DRF view that parses any body it is sent (DRF answers what it cannot parse)."""
     parsed = type(request.data).__name__
@@ -88,7 +92,7 @@ def echo(request: Request) -> Response:
 
 
 @csrf_exempt
-@idempotent(required=True)
+@idempotent(required=True, anonymous=SHARED)
 def raw(request: HttpRequest) -> HttpResponse:
     """A plain Django view that reads nothing but the raw body: every 4xx here is the app's own."""
     Charge.objects.create(amount=len(request.body), note="raw")
