@@ -82,6 +82,10 @@ ERROR_DECISIONS: dict[type[IdempotencyError], str] = {
 }
 
 
+#: Decisions under which the view did not run, so the request wrote nothing.
+UNEXECUTED = frozenset({REPLAYED, IN_PROGRESS, MISMATCHED})
+
+
 def finalizer(request: HttpRequest) -> Finalize:
     """Return the function that makes a view's response final, so its bytes can be stored.
 
@@ -143,6 +147,8 @@ def handle(request: HttpRequest, view: View, policy: Policy) -> HttpResponseBase
                 detail=trace.detail,
             ),
         )
+    if claim is not None and trace.decision in UNEXECUTED and policy.store != STORE_CACHE:
+        _discard_outer_transaction(DatabaseStore())
     return response
 
 
@@ -198,14 +204,7 @@ def _run(
             trace.detail = "lease mode inside a transaction: the claim commits with it"
         else:
             store = DatabaseStore()
-        try:
-            response = _run_atomic(store, claim, view, policy, finalize, trace)
-        except IdempotencyError:
-            _discard_outer_transaction(store)
-            raise
-        if trace.decision == REPLAYED:
-            _discard_outer_transaction(store)
-        return response
+        return _run_atomic(store, claim, view, policy, finalize, trace)
     except ClaimBusy as exc:
         raise _busy(exc, policy) from exc
     except IdentityFolded as exc:

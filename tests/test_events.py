@@ -19,7 +19,15 @@ KEY = "a-secret-looking-key-0123456789"
 def received():
     """Connect a receiver to every signal; return the (signal name, event) pairs it saw."""
     seen: list[tuple[str, Event]] = []
-    names = ("executed", "replayed", "mismatch", "in_progress", "released", "lease_lost")
+    names = (
+        "executed",
+        "replayed",
+        "mismatch",
+        "in_progress",
+        "released",
+        "lease_lost",
+        "rejected",
+    )
     receivers = {}
     for name in names:
 
@@ -53,7 +61,13 @@ def test_each_decision_is_logged_once_and_signalled(events, received, caplog):
         "unprotected",
         "rejected",
     ]
-    assert [name for name, _event in received] == ["executed", "replayed", "mismatch", "released"]
+    assert [name for name, _event in received] == [
+        "executed",
+        "replayed",
+        "mismatch",
+        "released",
+        "rejected",
+    ]
     executed = received[0][1]
     assert executed.status == 201
     assert executed.method == "POST"
@@ -65,6 +79,7 @@ def test_each_decision_is_logged_once_and_signalled(events, received, caplog):
     assert received[1][1].status == 201
     assert received[2][1].status == 422
     assert received[3][1].detail == "response status not stored"
+    assert received[4][1].status == 400
 
 
 def test_the_raw_key_is_never_logged_only_its_short_hash(events, caplog):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
@@ -164,3 +164,24 @@ def test_an_unreachable_store_fails_closed(client, unreachable_database):
     assert body["code"] == "idempotency_storage_unavailable"
     assert response["Retry-After"] == "1"
     assert views.executions["api_charge"] == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.postgresql
+@pytest.mark.parametrize(
+    ("level", "serializable"),
+    [("READ_COMMITTED", False), ("REPEATABLE_READ", False), ("SERIALIZABLE", True)],
+)
+def test_serializable_is_told_apart_from_the_other_isolation_levels(level, serializable):
+    """Only SERIALIZABLE has duplicates roll their transaction back (psycopg numbers levels its own way)."""
+    from psycopg import IsolationLevel
+
+    from django_idempotency.stores.locking import is_serializable
+
+    options = {**connection.settings_dict["OPTIONS"], "isolation_level": IsolationLevel[level]}
+    wrapper = type(connections[DEFAULT_DB_ALIAS])({**connection.settings_dict, "OPTIONS": options})
+    try:
+        wrapper.ensure_connection()
+        assert is_serializable(wrapper) is serializable
+    finally:
+        wrapper.close()

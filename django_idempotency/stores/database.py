@@ -85,7 +85,8 @@ class DatabaseStore:
     def lookup(self, scope: str, key: str) -> Record | None:
         """Return the committed record for ``(scope, key)``, or ``None``; one indexed read, no lock.
 
-        Raise ``ClaimBusy`` when the database refuses the read because a writer holds a lock, and
+        Raise ``ClaimBusy`` when the database refuses the read because a writer holds a lock (or,
+        at SERIALIZABLE, for a serialization failure), and
         ``IdentityFolded`` when the row it found names another scope or key: the table compares
         inexactly (a case- or space-insensitive collation), and no answer from it can be trusted.
         """
@@ -93,8 +94,9 @@ class DatabaseStore:
             row = compiled_lookup(self.using).find(self.using, scope, key)
         except UNREACHABLE as exc:
             # SQLite's shared-cache databases lock whole tables: a reader meets the writer.
-            if is_lock_conflict(connections[self.using], exc):
-                raise ClaimBusy(database_locked=True) from exc
+            connection = connections[self.using]
+            if is_lock_conflict(connection, exc):
+                raise ClaimBusy(database_locked=is_database_lock(connection, exc)) from exc
             raise StoreUnavailable(str(exc)) from exc
         if row is None:
             return None

@@ -12,7 +12,8 @@ PG_LOCK_NOT_AVAILABLE = "55P03"
 PG_DEADLOCK_DETECTED = "40P01"
 PG_SERIALIZATION_FAILURE = "40001"
 PG_IN_FAILED_TRANSACTION = "25P02"
-PG_SERIALIZABLE = 3
+#: psycopg 2's ISOLATION_LEVEL_SERIALIZABLE (psycopg 3 numbers it 4, in an enum).
+PSYCOPG2_SERIALIZABLE = 3
 MYSQL_LOCK_WAIT_TIMEOUT = 1205
 MYSQL_DEADLOCK = 1213
 
@@ -86,6 +87,9 @@ def is_serializable(connection: BaseDatabaseWrapper) -> bool:
     """Return whether ``connection`` runs PostgreSQL transactions at SERIALIZABLE isolation."""
     if connection.vendor != "postgresql":
         return False
-    # Set when Django connects; psycopg 2 and 3 both number SERIALIZABLE 3.
+    # Set when Django connects: psycopg 3's IsolationLevel enum, or psycopg 2's integer.
     level = getattr(connection, "isolation_level", None)
-    return level is not None and int(level) == PG_SERIALIZABLE
+    name = getattr(level, "name", None)
+    if name is not None:
+        return bool(name == "SERIALIZABLE")
+    return level == PSYCOPG2_SERIALIZABLE
