@@ -11,8 +11,30 @@ from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 
 from django_idempotency.core import handle
-from django_idempotency.policy import OPTIONS, Policy
+from django_idempotency.policy import OPTIONS, Policy, generation
+from django_idempotency.responses import drf_view
 from django_idempotency.scope import default_scope
+
+#: The policy functions a class may replace, and the mixin method that replaces each.
+HOOKS = {
+    "key": "get_idempotency_key",
+    "scope": "get_idempotency_scope",
+    "fingerprint": "get_idempotency_fingerprint",
+}
+
+#: Per view class: the settings generation, the options' policy, and the policy with hooks.
+_CLASS_POLICIES: dict[type, tuple[int, Policy, Policy]] = {}
+
+
+def _view_hook(method: str) -> Callable[[HttpRequest], Any]:
+    """Return a function that calls ``method`` on the DRF view handling the request."""
+
+    def call(request: HttpRequest) -> Any:
+        view = drf_view(request)
+        return getattr(view, method)(request)
+
+    call.__name__ = method
+    return call
 
 
 class IdempotentMixin:
@@ -54,21 +76,31 @@ class IdempotentMixin:
         return {name: value for name, value in values.items() if value is not None}
 
     def get_idempotency_policy(self) -> Policy:
-        """Return the policy for this request: the class's options, settings, and this view's hooks."""
-        self._idempotency_defaults = Policy.cached(**self.get_idempotency_options())
-        # Only the hooks a class overrides replace the policy's own functions.
+        """Return the policy for this request: the class's options, settings, and its hooks.
+
+        It is built once per class and settings generation, unless the class computes its
+        options per request (overrides ``get_idempotency_options``).
+        """
         cls = type(self)
-        return self._idempotency_defaults.with_hooks(
-            key=self.get_idempotency_key
-            if cls.get_idempotency_key is not IdempotentMixin.get_idempotency_key
-            else None,
-            scope=self.get_idempotency_scope
-            if cls.get_idempotency_scope is not IdempotentMixin.get_idempotency_scope
-            else None,
-            fingerprint=self.get_idempotency_fingerprint
-            if cls.get_idempotency_fingerprint is not IdempotentMixin.get_idempotency_fingerprint
-            else None,
+        current = generation()
+        cached = _CLASS_POLICIES.get(cls)
+        if cached is not None and cached[0] == current:
+            self._idempotency_defaults = cached[1]
+            return cached[2]
+        defaults = Policy.cached(**self.get_idempotency_options())
+        # Only the hooks a class overrides replace the policy's own functions; they are called
+        # on the view handling the request, so one policy serves every instance.
+        policy = defaults.with_hooks(
+            **{
+                option: _view_hook(method)
+                for option, method in HOOKS.items()
+                if getattr(cls, method) is not getattr(IdempotentMixin, method)
+            }
         )
+        if cls.get_idempotency_options is IdempotentMixin.get_idempotency_options:
+            _CLASS_POLICIES[cls] = (current, defaults, policy)
+        self._idempotency_defaults = defaults
+        return policy
 
     def get_idempotency_key(self, request: HttpRequest) -> str | None:
         """Return the request's idempotency key, or ``None`` when it sends none."""

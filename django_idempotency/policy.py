@@ -271,10 +271,21 @@ _POLICIES_LOCK = threading.Lock()
 _POLICIES_MAX = 1024
 
 
+#: Grows whenever a setting that policies read changes, so caches of policies know to rebuild.
+_generation = 0
+
+
+def generation() -> int:
+    """Return the settings generation: it changes whenever an ``IDEMPOTENCY_*`` setting does."""
+    return _generation
+
+
 @receiver(setting_changed)
 def _forget_policies(*, setting: str, **kwargs: Any) -> None:
+    global _generation
     if setting.startswith("IDEMPOTENCY_") or setting in ("CACHES", "DATABASES"):
         _POLICIES.clear()
+        _generation += 1
 
 
 def _custom_scope(

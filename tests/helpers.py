@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
@@ -12,6 +13,7 @@ from rest_framework.test import APIClient
 from django_idempotency.conf import DEFAULT_PROBLEM_TYPE_BASE
 
 TESTER = "tester"
+_SIGNING_IN = threading.Lock()
 
 
 def signed_in_user():
@@ -45,12 +47,14 @@ class SignedInClient(APIClient):
         super().force_authenticate(user, token)
 
     def request(self, *args, **kwargs):
-        if not self._signed_in:
-            user = signed_in_user()
-            self.force_authenticate(user)
-            # Plain Django views read the session; tests that count queries authenticate
-            # explicitly and skip this.
-            self.force_login(user)
+        # A concurrent burst may send its first requests from many threads: sign in once.
+        with _SIGNING_IN:
+            if not self._signed_in:
+                user = signed_in_user()
+                self.force_authenticate(user)
+                # Plain Django views read the session; tests that count queries authenticate
+                # explicitly and skip this.
+                self.force_login(user)
         return super().request(*args, **kwargs)
 
 

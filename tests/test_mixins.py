@@ -147,3 +147,49 @@ def test_the_fingerprint_hook_is_skipped_when_fingerprints_are_off():
         == "true"
     )
     assert IdempotencyKey.objects.get().fingerprint == ""
+
+
+def test_the_policy_is_built_once_per_class_and_settings_generation(settings):
+    """No-key requests must cost what plain costs: no policy is built per request."""
+    first, second = views.ChargeViewSet(), views.ChargeViewSet()
+    policy = first.get_idempotency_policy()
+    assert second.get_idempotency_policy() is policy
+    settings.IDEMPOTENCY_TTL = 60
+    rebuilt = first.get_idempotency_policy()
+    assert rebuilt is not policy
+    assert rebuilt.ttl.total_seconds() == 60
+
+
+def test_hooks_of_a_class_are_called_on_the_view_handling_the_request(client):
+    """The class's cached policy calls each request's own view instance."""
+
+    class Tenanted(IdempotentMixin, viewsets.ViewSet):
+        def get_idempotency_scope(self, request):
+            return f"tenant:{self.tenant}"
+
+        def initial(self, request, *args, **kwargs):
+            self.tenant = request.headers.get("X-Tenant", "none")
+            super().initial(request, *args, **kwargs)
+
+        def create(self, request):
+            views.executed("tenanted")
+            return Response({"tenant": self.tenant}, status=201)
+
+    view = Tenanted.as_view({"post": "create"})
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from tests.factories import UserFactory
+
+    user = UserFactory()
+
+    def send(tenant):
+        request = APIRequestFactory().post(
+            "/t/", {}, format="json", HTTP_IDEMPOTENCY_KEY="k", HTTP_X_TENANT=tenant
+        )
+        force_authenticate(request, user)
+        return view(request)
+
+    assert send("a").status_code == send("b").status_code == 201
+    assert send("a")["Idempotent-Replayed"] == "true"
+    assert views.executions["tenanted"] == 2
+    assert set(IdempotencyKey.objects.values_list("scope", flat=True)) == {"tenant:a", "tenant:b"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from typing import Any
@@ -41,6 +41,7 @@ from django_idempotency.stores.locking import (
 )
 from django_idempotency.stores.lookup import compiled_lookup
 from django_idempotency.stores.statements import claim_values, insert_claim, take_over
+from django_idempotency.stores.statements import complete as write_completion
 
 UNREACHABLE = (OperationalError, InterfaceError)
 
@@ -63,12 +64,9 @@ class AtomicClaim:
         ``False`` means the claim vanished under the view: a statement that commits implicitly
         (DDL on MariaDB and MySQL) committed it early, and then something deleted it.
         """
-        updated = (
-            IdempotencyKey.objects.using(self.using)
-            .filter(pk=self.pk)
-            .update(**completed(response, now=now, expires_at=expires_at))
+        return write_completion(
+            self.using, self.pk, completed(response, now=now, expires_at=expires_at)
         )
-        return bool(updated)
 
     def release(self) -> None:
         """Roll back the claim together with everything the view wrote."""
@@ -100,7 +98,7 @@ class DatabaseStore:
             raise StoreUnavailable(str(exc)) from exc
         if row is None:
             return None
-        if row.scope != scope or row.key != key:
+        if row["scope"] != scope or row["key"] != key:
             raise IdentityFolded(self.using)
         return to_record(row)
 
@@ -121,8 +119,7 @@ class DatabaseStore:
             try:
                 # Even BEGIN can meet a lock: SQLite's BEGIN IMMEDIATE waits for other writers.
                 transaction_scope.enter_context(transaction.atomic(using=self.using))
-                with bounded_lock_wait(connection, lock_timeout):
-                    pk = self._claim(claim, replace, lock_timeout)
+                pk = self._claim(claim, replace, lock_timeout)
             except UNREACHABLE as exc:
                 if is_lock_conflict(connection, exc):
                     raise ClaimBusy(
@@ -200,7 +197,11 @@ class DatabaseStore:
         self, lease: Lease, response: StoredResponse, *, now: datetime, expires_at: datetime
     ) -> bool:
         """Store the response if ``lease`` still owns its key; return whether it did."""
-        return self._write(lease, **completed(response, now=now, expires_at=expires_at))
+        values = completed(response, now=now, expires_at=expires_at)
+        try:
+            return write_completion(self.using, lease.pk, values, token=lease.token)
+        except DatabaseError as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     def release(self, lease: Lease) -> bool:
         """Delete the claim if ``lease`` still owns its key; return whether it did."""
@@ -246,7 +247,11 @@ class DatabaseStore:
             if pk is None:
                 raise ClaimTaken
             return pk
-        if not take_over(self.using, replace.pk, values, now=claim.now, lock_timeout=lock_timeout):
+        with bounded_lock_wait(connections[self.using], lock_timeout):
+            taken = take_over(
+                self.using, replace.pk, values, now=claim.now, lock_timeout=lock_timeout
+            )
+        if not taken:
             raise ClaimTaken
         return replace.pk
 
@@ -264,26 +269,28 @@ def completed(response: StoredResponse, *, now: datetime, expires_at: datetime) 
     }
 
 
-def to_record(row: IdempotencyKey) -> Record:
-    """Return the store-neutral snapshot of a key row.
+def to_record(row: Mapping[str, Any]) -> Record:
+    """Return the store-neutral snapshot of a key row, given its field values by name.
 
     A completed row whose stored headers cannot be read keeps no replayable body: its duplicates
     are told the request was already processed rather than having it run again.
     """
     response = None
-    if row.status == COMPLETED and row.response_status is not None:
-        body = None if row.response_body is None else bytes(row.response_body)
+    status = row["status"]
+    if status == COMPLETED and row["response_status"] is not None:
+        body = row["response_body"]
+        body = None if body is None else bytes(body)
         try:
-            headers = tuple((str(name), str(value)) for name, value in row.response_headers)
+            headers = tuple((str(name), str(value)) for name, value in row["response_headers"])
         except (TypeError, ValueError):
             headers, body = (), None
-        response = StoredResponse(row.response_status, headers, body)
+        response = StoredResponse(row["response_status"], headers, body)
     return Record(
-        pk=row.pk,
-        fingerprint=row.fingerprint,
-        status=row.status,
+        pk=row["id"],
+        fingerprint=row["fingerprint"],
+        status=status,
         response=response,
-        expires_at=row.expires_at,
-        lease_expires_at=row.lease_expires_at,
-        fencing_token=row.fencing_token,
+        expires_at=row["expires_at"],
+        lease_expires_at=row["lease_expires_at"],
+        fencing_token=row["fencing_token"],
     )

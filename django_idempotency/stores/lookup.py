@@ -46,18 +46,18 @@ class CompiledLookup:
         params[self.key_at] = key
         return params
 
-    def find(self, using: str, scope: str, key: str) -> IdempotencyKey | None:
-        """Return the row for ``(scope, key)`` on ``using``, or ``None``."""
+    def find(self, using: str, scope: str, key: str) -> dict[str, Any] | None:
+        """Return the row for ``(scope, key)`` on ``using`` as field values by name, or ``None``.
+
+        No model instance is built: a replay needs the values only.
+        """
         connection = connections[using]
         with connection.cursor() as cursor:
             cursor.execute(self.sql, self.params(scope, key))
             row = cursor.fetchone()
         if row is None:
             return None
-        found: IdempotencyKey = IdempotencyKey.from_db(
-            using, list(self.names), self.convert(row, connection)
-        )
-        return found
+        return dict(zip(self.names, self.convert(row, connection), strict=True))
 
     def convert(self, row: Sequence[Any], connection: BaseDatabaseWrapper) -> list[Any]:
         """Return ``row`` with the ORM's converters applied, as ``QuerySet`` iteration does."""
