@@ -29,9 +29,9 @@ LEASE_URL = "/lease-charges/"
 MINIMUM = {
     "first execution": (
         "the lookup SELECT (no lock; it is what lets a replay skip the transaction), BEGIN, "
-        "set lock_timeout, INSERT claim, restore lock_timeout, UPDATE response, COMMIT: +7. The "
-        "claim and the response must live in the view's transaction, so BEGIN/INSERT/UPDATE/"
-        "COMMIT are the floor; the two lock_timeout statements go with IDEMPOTENCY_LOCK_TIMEOUT=None"
+        "INSERT claim (the lock bound rides on it), UPDATE response, COMMIT: +5. The claim and "
+        "the response must live in the view's transaction, so BEGIN/INSERT/UPDATE/COMMIT are "
+        "the floor"
     ),
     "first execution, LOCK_TIMEOUT=None": "+5: lookup, BEGIN, INSERT claim, UPDATE response, COMMIT",
     "replay": "1: the lookup finds the completed record and answers from it",
@@ -39,7 +39,7 @@ MINIMUM = {
     "in progress (atomic, lock timeout)": (
         "the lookup finds nothing committed, the claim INSERT waits on the running request's "
         "uncommitted row until the lock timeout and the transaction rolls back: SELECT, BEGIN, "
-        "set lock_timeout, INSERT (times out), ROLLBACK = 5"
+        "INSERT with its lock bound (times out), ROLLBACK = 4"
     ),
     "in progress (lease)": (
         "1: the lookup finds a committed in-progress record with a live lease "

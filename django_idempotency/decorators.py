@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from django_idempotency.core import handle
-from django_idempotency.policy import Policy, check_options
+from django_idempotency.policy import Policy, check_options, generation
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -54,11 +54,20 @@ def idempotent(
 
     def decorator(view_func: ViewFunc) -> ViewFunc:
         check_target(view_func)
+        # This view's policy and the settings generation it was built for.
+        built: list[Any] = [None, -1]
+
+        def policy() -> Policy:
+            current = generation()
+            if built[1] != current:
+                built[:] = [Policy.cached(**options), current]
+            found: Policy = built[0]
+            return found
 
         @functools.wraps(view_func)
         def wrapper(*args: Any, **kwargs: Any) -> HttpResponseBase:
             request = find_request(view_func, args)
-            return handle(request, lambda: view_func(*args, **kwargs), Policy.cached(**options))
+            return handle(request, lambda: view_func(*args, **kwargs), policy())
 
         # Read by integrations (the OpenAPI extension) to tell idempotent handlers apart.
         wrapper.idempotency_options = dict(options)  # type: ignore[attr-defined]
