@@ -64,11 +64,10 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# Rewrite an in-progress record held by token ARGV[1]: the JSON object ARGV[2] replaces the
-# fields it names, every other field is kept. cjson keeps 14 significant digits, enough for epoch
-# milliseconds but not for fencing tokens, so ARGV[2] always carries the token itself.
-# ARGV[3] "px": expire ARGV[4] ms from now; "extend": lengthen the key's life by as much as the
-# new lease_expires_at lengthens the lease.
+# Renew the lease of an in-progress record held by token ARGV[1]: the JSON object ARGV[2]
+# replaces the fields it names, every other field is kept, and the key's life grows by as much
+# as the new lease_expires_at lengthens the lease. cjson keeps 14 significant digits, enough for
+# epoch milliseconds but not for fencing tokens, so ARGV[2] always carries the token itself.
 REWRITE = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
@@ -85,10 +84,6 @@ end
 local head = cjson.encode(kept)
 local value = ARGV[2]
 if head ~= '{}' then value = string.sub(head, 1, -2) .. ',' .. string.sub(ARGV[2], 2) end
-if ARGV[3] == 'px' then
-  redis.call('SET', KEYS[1], value, 'PX', ARGV[4])
-  return 1
-end
 local ttl = redis.call('PTTL', KEYS[1])
 local longer = 0
 if type(old.lease_expires_at) == 'number' then longer = update.lease_expires_at - old.lease_expires_at end
@@ -97,6 +92,26 @@ if ttl > 0 then
 else
   redis.call('SET', KEYS[1], value, 'KEEPTTL')
 end
+return 1
+"""
+
+# Complete the in-progress record held by token ARGV[1] with the JSON object ARGV[2], kept
+# ARGV[3] ms. Only the small in-progress record is decoded: the completion (which carries the
+# body) is appended as it came, after the record's fields minus those it names (ARGV[4...]).
+# Decoding the completion in Lua cost a fifth of the script's Redis CPU.
+COMPLETE = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local ok, old = pcall(cjson.decode, current)
+if not ok or type(old) ~= 'table' or old.v ~= 1 or old.status ~= 'in_progress'
+    or old.token ~= tonumber(ARGV[1]) then
+  return 0
+end
+for i = 4, #ARGV do old[ARGV[i]] = nil end
+local head = cjson.encode(old)
+local value = ARGV[2]
+if head ~= '{}' then value = string.sub(head, 1, -2) .. ',' .. string.sub(ARGV[2], 2) end
+redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
 return 1
 """
 
@@ -223,8 +238,8 @@ class CacheStore:
             "response_headers": [list(pair) for pair in response.headers],
             "response_body": body,
         }
-        args: list[str | int] = [lease.token, dump(update), "px", life_ms(expires_at - now)]
-        return self._run("rewrite", lease, args)
+        args: list[str | int] = [lease.token, dump(update), life_ms(expires_at - now), *update]
+        return self._run("complete", lease, args)
 
     def release(self, lease: Lease) -> bool:
         """Delete the claim if ``lease`` still holds the key; return whether it did."""
@@ -240,7 +255,7 @@ class CacheStore:
             "token": lease.token,
             "lease_expires_at": to_ms(lease_expires_at),
         }
-        return self._run("rewrite", lease, [lease.token, dump(update), "extend", 0])
+        return self._run("rewrite", lease, [lease.token, dump(update)])
 
     def _run(self, script: str, lease: Lease, args: list[str | int]) -> bool:
         name = self.redis_key(lease.scope, lease.key)
@@ -274,6 +289,7 @@ def scripts_for(client: Redis) -> dict[str, Script]:
             scripts = {
                 "take_over": client.register_script(TAKE_OVER),
                 "rewrite": client.register_script(REWRITE),
+                "complete": client.register_script(COMPLETE),
                 "release": client.register_script(RELEASE),
             }
             _scripts[client] = scripts
