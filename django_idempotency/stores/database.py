@@ -17,7 +17,6 @@ from django.db import (
     transaction,
 )
 from django.db.models import Q, QuerySet
-from django.views.decorators.debug import sensitive_variables
 
 from django_idempotency.models import IdempotencyKey
 from django_idempotency.stores.base import (
@@ -79,7 +78,6 @@ class DatabaseStore:
     def __init__(self, using: str | None = None) -> None:
         self.using = using or router.db_for_write(IdempotencyKey)
 
-    @sensitive_variables("key")
     def lookup(self, scope: str, key: str) -> Record | None:
         """Return the committed record for ``(scope, key)``, or ``None``; one indexed read, no lock.
 
