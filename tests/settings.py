@@ -92,6 +92,13 @@ if REDIS_URL:
         "KEY_PREFIX": f"idem-test-{os.getpid()}",
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 2},
     }
+    # Django's own Redis backend, which the cache store supports beside django-redis.
+    CACHES["redis-builtin"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": f"idem-test-builtin-{os.getpid()}",
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 2},
+    }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

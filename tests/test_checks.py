@@ -253,7 +253,6 @@ CACHE_CASES = [
         "idem",
         "E014",
     ),
-    ({"idem": {"BACKEND": "django.core.cache.backends.redis.RedisCache"}}, "idem", "E015"),
     (
         {"idem": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "t"}},
         "idem",
@@ -262,8 +261,20 @@ CACHE_CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+    "backend", ["django.core.cache.backends.redis.RedisCache", "django_redis.cache.RedisCache"]
+)
+def test_the_cache_store_accepts_djangos_own_redis_backend_and_django_redis(backend):
+    caches = {"idem": {"BACKEND": backend, "LOCATION": "redis://127.0.0.1:6379/0"}}
+    with (
+        override_settings(CACHES=caches),
+        settings_of(STORE="cache", MODE="lease", CACHE_ALIAS="idem"),
+    ):
+        assert checks.check_cache() == []
+
+
 @pytest.mark.parametrize(("caches", "alias", "code"), CACHE_CASES)
-def test_cache_store_needs_a_shared_django_redis_cache(caches, alias, code):
+def test_cache_store_needs_a_shared_redis_cache(caches, alias, code):
     with (
         override_settings(CACHES=caches),
         settings_of(STORE="cache", MODE="lease", CACHE_ALIAS=alias),

@@ -75,10 +75,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "view again. Point IDEMPOTENCY_CACHE_ALIAS at a django_redis.cache.RedisCache.",
     ),
     "E015": (
-        "The cache {alias!r} used by the cache store ({backend}) is not a django-redis cache.",
-        "The cache store claims keys with SET NX and Lua scripts through django-redis: install "
-        "django-redis (django-idempotency[redis]) and point IDEMPOTENCY_CACHE_ALIAS at a "
-        "django_redis.cache.RedisCache.",
+        "The cache {alias!r} used by the cache store ({backend}) is not a Redis cache.",
+        "The cache store claims keys with SET NX and Lua scripts on Redis: point "
+        "IDEMPOTENCY_CACHE_ALIAS at a 'django.core.cache.backends.redis.RedisCache' or a "
+        "'django_redis.cache.RedisCache'.",
     ),
     "E016": (
         "The key records on database {alias!r} compare {columns} inexactly: keys or scopes that "

@@ -16,6 +16,7 @@ from django_idempotency.checks.values import raw
 
 UNSHARED_CACHES = ("locmem.LocMemCache", "filebased.FileBasedCache")
 DJANGO_REDIS = "django_redis.cache.RedisCache"
+BUILTIN_REDIS = "django.core.cache.backends.redis.RedisCache"
 
 
 def check_database(**kwargs: Any) -> list[CheckMessage]:
@@ -65,12 +66,22 @@ def check_identity(
     return [message("E016", obj=IdempotencyKey, alias=alias, columns=" and ".join(folding))]
 
 
-def is_django_redis(backend: str) -> bool:
-    """Return whether the cache ``BACKEND`` path names django-redis' cache or a subclass of it."""
+def is_redis_backend(backend: str) -> bool:
+    """Return whether the cache ``BACKEND`` path names a Redis cache the cache store can use.
+
+    That is Django's own ``RedisCache`` or django-redis', or a subclass of either.
+    """
     try:
-        return issubclass(import_string(backend), import_string(DJANGO_REDIS))
+        found = import_string(backend)
     except ImportError:
         return False
+    for supported in (BUILTIN_REDIS, DJANGO_REDIS):
+        try:
+            if issubclass(found, import_string(supported)):
+                return True
+        except ImportError:  # django-redis is optional
+            continue
+    return False
 
 
 def check_cache(**kwargs: Any) -> list[CheckMessage]:
@@ -86,7 +97,7 @@ def check_cache(**kwargs: Any) -> list[CheckMessage]:
         return [message("E013", alias=alias)]
     if backend.endswith(UNSHARED_CACHES):
         return [message("E014", alias=alias, backend=backend)]
-    if not is_django_redis(backend):
+    if not is_redis_backend(backend):
         return [message("E015", alias=alias, backend=backend)]
     return []
 
@@ -103,12 +114,12 @@ def check_redis_eviction(
         return []
     alias = raw("CACHE_ALIAS")
     config = settings.CACHES.get(alias)
-    if config is None or not is_django_redis(str(config.get("BACKEND", ""))):
+    if config is None or not is_redis_backend(str(config.get("BACKEND", ""))):
         return []
     try:
-        from django_redis import get_redis_connection  # type: ignore[import-untyped]
+        from django_idempotency.stores.cache import redis_cache, redis_client
 
-        policy = get_redis_connection(alias).info("memory").get("maxmemory_policy")
+        policy = redis_client(alias, redis_cache(alias)).info("memory").get("maxmemory_policy")
     except Exception as exc:  # a check reports an unreachable Redis; it must not crash
         return [message("W004", alias=alias, error=exc)]
     if policy != "noeviction":

@@ -1,4 +1,4 @@
-"""The cache store: lease-mode key records in Redis, through a django-redis cache.
+"""The cache store: lease-mode key records in Redis, through a django-redis or Django's own Redis cache.
 
 One Redis string per ``(scope, key)`` holds a JSON record (format version ``"v": 1``). A new key
 is claimed with ``SET NX PX``; taking over a free record, completing, renewing and releasing are
@@ -21,13 +21,11 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 
-from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache import BaseCache, InvalidCacheBackendError, caches
+from django.core.cache.backends.redis import RedisCache as BuiltinRedisCache
 from django.core.exceptions import ImproperlyConfigured
-
-# django-redis ships no type information.
-from django_redis import get_redis_connection  # type: ignore[import-untyped]
-from django_redis.cache import RedisCache  # type: ignore[import-untyped]
 from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
@@ -130,6 +128,8 @@ return 1
 
 _scripts: weakref.WeakKeyDictionary[Redis, dict[str, Script]] = weakref.WeakKeyDictionary()
 _scripts_lock = threading.Lock()
+#: One write client per built-in Redis cache instance (Django keeps one instance per thread).
+_builtin_clients: weakref.WeakKeyDictionary[Any, Redis] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -142,7 +142,7 @@ def reachable() -> Iterator[None]:
 
 
 class CacheStore:
-    """Lease-mode key records in the django-redis cache named by ``IDEMPOTENCY_CACHE_ALIAS``.
+    """Lease-mode key records in the Redis cache named by ``IDEMPOTENCY_CACHE_ALIAS``.
 
     Keys are ``"<IDEMPOTENCY_CACHE_KEY_PREFIX>:<sha256 of scope and key>"`` passed through the
     cache's ``make_key``, so its ``KEY_PREFIX`` and ``VERSION`` apply. Values are the JSON of
@@ -154,14 +154,7 @@ class CacheStore:
         self.alias = conf.CACHE_ALIAS if alias is None else alias
         self.prefix = conf.CACHE_KEY_PREFIX if prefix is None else prefix
         self.cache = redis_cache(self.alias)
-        try:
-            self.client = get_redis_connection(self.alias)
-        except NotImplementedError as exc:
-            raise ImproperlyConfigured(
-                f"The cache {self.alias!r} (IDEMPOTENCY_CACHE_ALIAS) has no single Redis "
-                "connection (a sharded CLIENT_CLASS?); the cache store needs django-redis' "
-                "DefaultClient or SentinelClient."
-            ) from exc
+        self.client = redis_client(self.alias, self.cache)
         self.scripts = scripts_for(self.client)
 
     def redis_key(self, scope: str, key: str) -> str:
@@ -263,22 +256,57 @@ class CacheStore:
             return bool(self.scripts[script](keys=[name], args=args))
 
 
-def redis_cache(alias: str) -> RedisCache:
-    """Return the django-redis cache ``alias``; raise ``ImproperlyConfigured`` for any other."""
+def redis_cache(alias: str) -> BaseCache:
+    """Return the Redis cache ``alias`` (django-redis or Django's own); raise ``ImproperlyConfigured`` for any other."""
     try:
         cache = caches[alias]
     except InvalidCacheBackendError as exc:
         raise ImproperlyConfigured(
-            f"IDEMPOTENCY_CACHE_ALIAS is {alias!r}, which is not in CACHES; add a django-redis "
-            "cache under that name or point the setting at one."
+            f"IDEMPOTENCY_CACHE_ALIAS is {alias!r}, which is not in CACHES; add a Redis cache "
+            "under that name or point the setting at one."
         ) from exc
-    if not isinstance(cache, RedisCache):
+    if not isinstance(cache, BuiltinRedisCache) and not is_django_redis(cache):
         backend = f"{type(cache).__module__}.{type(cache).__name__}"
         raise ImproperlyConfigured(
             f"IDEMPOTENCY_CACHE_ALIAS is {alias!r}, a {backend} cache; the cache store needs a "
-            "django-redis cache (BACKEND 'django_redis.cache.RedisCache') shared by every process."
+            "Redis cache shared by every process: 'django.core.cache.backends.redis.RedisCache' "
+            "or 'django_redis.cache.RedisCache'."
         )
     return cache
+
+
+def is_django_redis(cache: BaseCache) -> bool:
+    """Return whether ``cache`` is a django-redis cache (without needing django-redis installed)."""
+    try:
+        from django_redis.cache import RedisCache  # type: ignore[import-untyped]
+    except ImportError:
+        return False
+    return isinstance(cache, RedisCache)
+
+
+def redis_client(alias: str, cache: BaseCache) -> Redis:
+    """Return the redis-py client that reaches the primary of the Redis cache ``alias``.
+
+    Reads go to the primary too: a replica that lags behind a claim could let a duplicate run.
+    """
+    if isinstance(cache, BuiltinRedisCache):
+        backend: Any = cache._cache  # Django's RedisCacheClient; it has no public accessor.
+        client = _builtin_clients.get(backend)
+        if client is None:
+            client = backend.get_client(write=True)
+            _builtin_clients[backend] = client
+        return client
+    from django_redis import get_redis_connection  # type: ignore[import-untyped]
+
+    try:
+        found: Redis = get_redis_connection(alias)
+    except NotImplementedError as exc:
+        raise ImproperlyConfigured(
+            f"The cache {alias!r} (IDEMPOTENCY_CACHE_ALIAS) has no single Redis connection (a "
+            "sharded CLIENT_CLASS?); the cache store needs django-redis' DefaultClient or "
+            "SentinelClient, or Django's own RedisCache."
+        ) from exc
+    return found
 
 
 def scripts_for(client: Redis) -> dict[str, Script]:

@@ -18,6 +18,8 @@ from tests.helpers import signed_in_user
 
 #: The django-redis alias of tests/settings.py (present when REDIS_URL is set).
 REDIS_ALIAS = "redis"
+#: The cache alias each cache-store parameter runs on: django-redis, and Django's own backend.
+CACHE_ALIASES = {"cache": REDIS_ALIAS, "cache-builtin": "redis-builtin"}
 
 
 class Clock:
@@ -49,8 +51,10 @@ def cache_prefix():
     """Give the test its own cache-store prefix and delete its Redis keys afterwards."""
     prefix = f"contract-{uuid.uuid4().hex}"
     yield prefix
-    cache = caches[REDIS_ALIAS]
-    cache.delete_pattern(f"{prefix}:*")
+    for alias in CACHE_ALIASES.values():
+        client = CacheStore(alias).client
+        for name in client.scan_iter(match=caches[alias].make_key(f"{prefix}:*")):
+            client.delete(name)
 
 
 class Records:
@@ -59,14 +63,14 @@ class Records:
     def __init__(self, store: str, prefix: str | None) -> None:
         self.store = store
         self.prefix = prefix
+        self.alias = CACHE_ALIASES.get(store, REDIS_ALIAS)
 
     def snapshot(self) -> dict[object, object]:
         """Return each record's full stored state, keyed by its identity in the store."""
         if self.store == "database":
             return {row["id"]: row for row in IdempotencyKey.objects.values().order_by("pk")}
-        cache = caches[REDIS_ALIAS]
-        client = cache.client.get_client()
-        pattern = cache.make_key(f"{self.prefix}:*")
+        client = CacheStore(self.alias).client
+        pattern = caches[self.alias].make_key(f"{self.prefix}:*")
         return {name: client.get(name) for name in client.scan_iter(match=pattern)}
 
     def count(self) -> int:
@@ -78,6 +82,7 @@ class Records:
 LEASE_STORES = [
     pytest.param("database", id="database"),
     pytest.param("cache", id="cache", marks=pytest.mark.redis),
+    pytest.param("cache-builtin", id="cache-builtin", marks=pytest.mark.redis),
 ]
 
 
@@ -91,7 +96,7 @@ def lease_store(request, transactional_db):
         yield DatabaseStore()
         return
     prefix = request.getfixturevalue("cache_prefix")
-    yield CacheStore(REDIS_ALIAS, prefix=prefix)
+    yield CacheStore(CACHE_ALIASES[request.param], prefix=prefix)
 
 
 # Every store and mode pair that is meant to work, as (store, mode).
@@ -99,6 +104,7 @@ COMBINATIONS = [
     pytest.param(("database", "atomic"), id="database-atomic"),
     pytest.param(("database", "lease"), id="database-lease"),
     pytest.param(("cache", "lease"), id="cache-lease", marks=pytest.mark.redis),
+    pytest.param(("cache-builtin", "lease"), id="cache-builtin-lease", marks=pytest.mark.redis),
 ]
 LEASE_COMBINATIONS = COMBINATIONS[1:]
 
@@ -107,12 +113,13 @@ LEASE_COMBINATIONS = COMBINATIONS[1:]
 def configured(request, transactional_db, clock):
     """Apply the test's (store, mode) pair and the fake clock; yield the pair's records view."""
     store, mode = request.param
-    prefix = request.getfixturevalue("cache_prefix") if store == "cache" else None
+    cache = store in CACHE_ALIASES
+    prefix = request.getfixturevalue("cache_prefix") if cache else None
     settings = {
-        "IDEMPOTENCY_STORE": store,
+        "IDEMPOTENCY_STORE": "cache" if cache else store,
         "IDEMPOTENCY_MODE": mode,
         "IDEMPOTENCY_CLOCK": clock,
-        "IDEMPOTENCY_CACHE_ALIAS": REDIS_ALIAS,
+        "IDEMPOTENCY_CACHE_ALIAS": CACHE_ALIASES.get(store, REDIS_ALIAS),
         "IDEMPOTENCY_CACHE_KEY_PREFIX": prefix or "unused",
     }
     # Requests authenticate as the tester, some from many threads at once: create it first.

@@ -101,7 +101,7 @@ def assert_in_progress(response) -> None:
 
 def abandon_claim(store: str, key: str, now) -> None:
     """Commit an in-progress claim on ``KEY_ONLY_URL`` as a worker that then died would have."""
-    lease_store = CacheStore() if store == "cache" else DatabaseStore()
+    lease_store = CacheStore() if store.startswith("cache") else DatabaseStore()
     claim = ClaimRequest(
         scope=compose_scope(f"user:{signed_in_user().pk}", "POST", KEY_ONLY_URL.strip("/")),
         key=key,
@@ -126,6 +126,7 @@ def abandon_claim(store: str, key: str, now) -> None:
         ),
         pytest.param(("database", "lease"), id="database-lease", marks=pytest.mark.needs_row_locks),
         pytest.param(("cache", "lease"), id="cache-lease", marks=pytest.mark.redis),
+        pytest.param(("cache-builtin", "lease"), id="cache-builtin-lease", marks=pytest.mark.redis),
     ],
     indirect=True,
 )

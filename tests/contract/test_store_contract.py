@@ -25,7 +25,7 @@ from django_idempotency.stores.base import (
     StoredResponse,
 )
 from django_idempotency.stores.cache import FORMAT_VERSION, CacheStore
-from tests.contract.conftest import REDIS_ALIAS
+from tests.contract.conftest import CACHE_ALIASES
 
 LEASE = timedelta(seconds=30)
 TTL = timedelta(hours=1)
@@ -244,6 +244,7 @@ def test_scopes_keep_the_same_key_apart(lease_store, clock):
 RACING_STORES = [
     pytest.param("database", id="database", marks=pytest.mark.needs_row_locks),
     pytest.param("cache", id="cache", marks=pytest.mark.redis),
+    pytest.param("cache-builtin", id="cache-builtin", marks=pytest.mark.redis),
 ]
 
 
@@ -301,21 +302,20 @@ def test_racing_takeovers_of_an_abandoned_claim_have_exactly_one_winner(lease_st
 # --- what only the cache store promises: its Redis keys, values and lifetimes ---
 
 
-@pytest.fixture
-def cache_store(cache_prefix):
-    return CacheStore(REDIS_ALIAS, prefix=cache_prefix)
+@pytest.fixture(params=sorted(CACHE_ALIASES.values()))
+def cache_store(request, cache_prefix):
+    """The cache store on django-redis and on Django's own Redis backend."""
+    return CacheStore(request.param, prefix=cache_prefix)
 
 
 def raw(store: CacheStore, scope=SCOPE, key="key-1"):
-    client = caches[REDIS_ALIAS].client.get_client()
-    name = store.redis_key(scope, key)
-    return client, name
+    return store.client, store.redis_key(scope, key)
 
 
 @pytest.mark.redis
 def test_cache_keys_use_the_prefix_and_the_caches_own_key_function(cache_store):
     digest = hashlib.sha256(f"{SCOPE}\nkey-1".encode()).hexdigest()
-    cache = caches[REDIS_ALIAS]
+    cache = caches[cache_store.alias]
 
     name = cache_store.redis_key(SCOPE, "key-1")
 
