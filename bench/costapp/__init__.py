@@ -1,0 +1,1 @@
+"""The models of ``bench/cost.py``: a small ledger for the realistic create, and the floor's keys."""
