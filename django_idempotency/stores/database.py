@@ -107,9 +107,9 @@ class DatabaseStore:
         """Open a transaction, claim the key in it, and yield the claim for the view to run under.
 
         A new key is claimed by inserting its row: a concurrent duplicate's insert waits on the
-        unique index until this transaction ends. An expired record is locked with
-        ``select_for_update()`` and taken over. Raise ``ClaimTaken`` when another request holds or
-        completed the key, ``ClaimBusy`` when its lock did not come within ``lock_timeout``.
+        unique index until this transaction ends, then finds the key taken. An expired record is
+        taken over by one conditional ``UPDATE``. Raise ``ClaimTaken`` when another request holds
+        or completed the key, ``ClaimBusy`` when its lock did not come within ``lock_timeout``.
         """
         connection = connections[self.using]
         outermost = not connection.in_atomic_block
