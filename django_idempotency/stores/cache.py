@@ -62,11 +62,9 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# Renew the lease of an in-progress record held by token ARGV[1]: the JSON object ARGV[2]
-# replaces the fields it names, every other field is kept, and the key's life grows by as much
-# as the new lease_expires_at lengthens the lease. cjson keeps 14 significant digits, enough for
-# epoch milliseconds but not for fencing tokens, so ARGV[2] always carries the token itself.
-REWRITE = """
+# The start of the scripts that rewrite a claim (renew, complete): stop (return 0) unless
+# KEYS[1] holds an in-progress record of this format version with token ARGV[1], then ``old``.
+OWNED_IN_PROGRESS = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 local ok, old = pcall(cjson.decode, current)
@@ -74,7 +72,15 @@ if not ok or type(old) ~= 'table' or old.v ~= 1 or old.status ~= 'in_progress'
     or old.token ~= tonumber(ARGV[1]) then
   return 0
 end
-local update = cjson.decode(ARGV[2])
+"""
+
+# Renew the lease of an in-progress record held by token ARGV[1]: the JSON object ARGV[2]
+# replaces the fields it names, every other field is kept, and the key's life grows by as much
+# as the new lease_expires_at lengthens the lease. cjson keeps 14 significant digits, enough for
+# epoch milliseconds but not for fencing tokens, so ARGV[2] always carries the token itself.
+REWRITE = (
+    OWNED_IN_PROGRESS
+    + """local update = cjson.decode(ARGV[2])
 local kept = {}
 for name, value in pairs(old) do
   if update[name] == nil then kept[name] = value end
@@ -92,26 +98,22 @@ else
 end
 return 1
 """
+)
 
 # Complete the in-progress record held by token ARGV[1] with the JSON object ARGV[2], kept
 # ARGV[3] ms. Only the small in-progress record is decoded: the completion (which carries the
 # body) is appended as it came, after the record's fields minus those it names (ARGV[4...]).
 # Decoding the completion in Lua cost a fifth of the script's Redis CPU.
-COMPLETE = """
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-local ok, old = pcall(cjson.decode, current)
-if not ok or type(old) ~= 'table' or old.v ~= 1 or old.status ~= 'in_progress'
-    or old.token ~= tonumber(ARGV[1]) then
-  return 0
-end
-for i = 4, #ARGV do old[ARGV[i]] = nil end
+COMPLETE = (
+    OWNED_IN_PROGRESS
+    + """for i = 4, #ARGV do old[ARGV[i]] = nil end
 local head = cjson.encode(old)
 local value = ARGV[2]
 if head ~= '{}' then value = string.sub(head, 1, -2) .. ',' .. string.sub(ARGV[2], 2) end
 redis.call('SET', KEYS[1], value, 'PX', ARGV[3])
 return 1
 """
+)
 
 # Delete the in-progress record if it still carries token ARGV[1].
 RELEASE = """

@@ -193,11 +193,15 @@ def _prepared(
 
 def _write(connection: BaseDatabaseWrapper) -> Statements:
     quote = connection.ops.quote_name
+
+    def is_(name: str) -> str:
+        return quote(column(name))
+
     table = quote(IdempotencyKey._meta.db_table)
-    pk = quote(column("id"))
-    columns = ", ".join(quote(column(field.attname)) for field in CLAIM_FIELDS)
+    pk = is_("id")
+    columns = ", ".join(is_(field.attname) for field in CLAIM_FIELDS)
     placeholders = ", ".join(["%s"] * len(CLAIM_FIELDS))
-    identity = ", ".join(quote(column(name)) for name in IDENTITY_FIELDS)
+    identity = ", ".join(is_(name) for name in IDENTITY_FIELDS)
     insert = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"
     insert_bounded = ""
     if connection.vendor == "postgresql":
@@ -220,11 +224,8 @@ def _write(connection: BaseDatabaseWrapper) -> Statements:
     elif connection.vendor == "sqlite":
         insert += f" ON CONFLICT ({identity}) DO NOTHING"
 
-    def is_(name: str) -> str:
-        return quote(column(name))
-
     changed = [field for field in CLAIM_FIELDS if field.attname not in IDENTITY_FIELDS]
-    assignments = ", ".join(f"{quote(column(field.attname))} = %s" for field in changed)
+    assignments = ", ".join(f"{is_(field.attname)} = %s" for field in changed)
     free = (
         f"({is_('status')} = '{COMPLETED}' AND {is_('expires_at')} <= %s) OR "
         f"({is_('status')} = '{IN_PROGRESS}' AND ({is_('lease_expires_at')} <= %s OR "
